@@ -1,0 +1,56 @@
+"""Helpers shared by the sub-commands: config resolution and run folders."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from rcs.config import RunConfig, load_config, save_config
+
+
+def resolve_config(args: argparse.Namespace, extra: list[str] | None = None) -> RunConfig:
+    """Config file + ``--set`` overrides + the command's own flags (``extra``), validated."""
+    overrides = list(getattr(args, "overrides", []) or [])
+    if getattr(args, "out", None):
+        overrides.append(f"out_dir={args.out}")
+    if getattr(args, "device", None):
+        overrides.append(f"device={args.device}")
+    overrides += extra or []
+    return load_config(getattr(args, "config", None), overrides)
+
+
+def prepare_run_dir(cfg: RunConfig, name: str = "config.yaml") -> Path:
+    """Create the run folder and save the resolved config in it."""
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / name)
+    return out
+
+
+def print_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
+    """A markdown table of ``rows`` (also returned as text)."""
+    if not rows:
+        return ""
+    columns = columns or list(rows[0])
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return str(v)
+
+    cells = [[fmt(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(columns, widths)) + " |",
+             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    lines += ["| " + " | ".join(v.ljust(w) for v, w in zip(row, widths)) + " |" for row in cells]
+    text = "\n".join(lines)
+    print(text)
+    return text
+
+
+def write_json(path: Path, obj: Any) -> None:
+    from rcs.utils.atomic import atomic_write_text
+
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str))

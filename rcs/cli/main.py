@@ -1,0 +1,92 @@
+"""The ``rcs`` command: parses arguments and dispatches to one module per sub-command.
+
+Errors raised on purpose (``rcs.errors.RCSError``) are printed as one clear line without a
+traceback and exit with status 2; ``RCS_DEBUG=1`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import textwrap
+
+from rcs import __version__
+
+COMMANDS = {
+    "train": ("rcs.cli.train", "pretrain an encoder (ACL/AIR/DynACL/SAT) with a coreset schedule"),
+    "select": ("rcs.cli.select", "compute a coreset (RCS or a baseline) from a checkpoint"),
+    "finetune": ("rcs.cli.finetune", "fine-tune a pretrained encoder (SLF / ALF / AFF)"),
+    "eval": ("rcs.cli.evaluate", "evaluate a classifier: clean, PGD-20, AutoAttack, corruptions"),
+    "submit": ("rcs.cli.submit", "send a train/select/finetune/eval job to SLURM via submitit"),
+    "report": ("rcs.cli.report", "collect results of runs into a table and plots"),
+    "demo": ("rcs.cli.demo", "run the whole pipeline on a small built-in dataset"),
+    "config": ("rcs.cli.config", "show the resolved config or list every config key"),
+}
+
+EPILOG = """\
+examples:
+  rcs demo                                   # the whole pipeline on built-in synthetic data
+  rcs train --config configs/tiny/cifar10_acl_rcs.yaml --set train.epochs=5
+  rcs select --checkpoint runs/x/checkpoint.pt --fraction 0.2 --out coreset.npz
+  rcs config keys                            # every config key with its default and meaning
+Run `rcs <command> --help` for the options of a command.
+"""
+
+
+def add_config_args(p: argparse.ArgumentParser, config_required: bool = False) -> None:
+    """The options every config-driven command shares: --config, --set, --out, --device."""
+    p.add_argument("--config", "-c", required=config_required, metavar="YAML",
+                   help="YAML config file (see configs/); defaults are used for missing keys")
+    p.add_argument("--set", "-s", dest="overrides", action="append", default=[],
+                   metavar="KEY=VALUE",
+                   help="override one config key with a dotted path, e.g. --set train.epochs=5 "
+                        "--set train.attack.eps=8/255 (repeatable; `rcs config keys` lists keys)")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="output folder of the run (overrides out_dir); the resolved config, "
+                        "metrics.jsonl and checkpoints are written there")
+    p.add_argument("--device", default=None, metavar="DEV",
+                   help="auto | cpu | cuda | cuda:N (overrides the config's device)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rcs",
+        description="rcs: robustness-aware coreset selection for fast adversarial contrastive "
+                    "pretraining (select, train, fine-tune, evaluate, launch on SLURM).",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"rcs {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        mod = importlib.import_module(module)
+        p = sub.add_parser(name, help=help_text, description=textwrap.dedent(
+            mod.__doc__ or help_text), formatter_class=argparse.RawDescriptionHelpFormatter)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rcs.errors import RCSError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 0
+    try:
+        result = args._run(args)
+    except RCSError as e:
+        if os.environ.get("RCS_DEBUG"):
+            raise
+        print(f"rcs {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"rcs {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""YAML configs -> typed dataclasses, dotted overrides, and the resolved-config file.
+
+``load_config("configs/x.yaml", ["train.epochs=5"])`` reads the YAML with ``yaml.safe_load``,
+applies the overrides, builds the dataclasses (checking every key and type) and validates.
+Numbers may be written as fractions (``eps: 8/255``). A config may name a parent with
+``base: other.yaml`` (relative to itself); the child's keys win.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from rcs.config.schema import RunConfig
+from rcs.errors import ConfigError
+
+T = TypeVar("T")
+_FRACTION = re.compile(r"^\s*([-+]?\d+(?:\.\d*)?(?:e[-+]?\d+)?)\s*/\s*(\d+(?:\.\d*)?)\s*$", re.I)
+
+
+def _closest(key: str, valid: list[str], prefix: str = "") -> str:
+    match = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    dot = f"{prefix}." if prefix else ""
+    hint = f" Did you mean '{dot}{match[0]}'?" if match else ""
+    return f"{hint} Valid keys: {', '.join(sorted(valid))}."
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Convert a YAML value to the annotated type ``tp`` or raise a ConfigError naming ``where``."""
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        for a in args:
+            try:
+                return _coerce(value, a, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}={value!r} has the wrong type; expected {tp}")
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping of {tp.__name__} fields, got {value!r}")
+        return from_dict(tp, value, prefix=where)
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}={value!r} must be a list")
+        args = get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{where}={value!r} must have exactly {len(args)} entries")
+            return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        elem = args[0] if args else Any
+        seq = [_coerce(v, elem, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(seq) if origin is tuple else seq
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"{where}={value!r} must be true or false")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"{where}={value!r} must be an integer")
+        try:
+            f = float(value)
+        except ValueError:
+            raise ConfigError(f"{where}={value!r} must be an integer") from None
+        if not f.is_integer():
+            raise ConfigError(f"{where}={value!r} must be an integer")
+        return int(f)
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}={value!r} must be a number")
+        if isinstance(value, str):
+            m = _FRACTION.match(value)
+            if m:
+                return float(m.group(1)) / float(m.group(2))
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}={value!r} must be a number (fractions like 8/255 are "
+                              "fine)") from None
+    if tp is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{where}={value!r} must be a string")
+        return str(value)
+    return value
+
+
+def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
+    """Build dataclass ``cls`` from a mapping, refusing unknown keys with the closest valid one."""
+    hints = get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        where = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            raise ConfigError(f"unknown config key '{where}'.{_closest(str(key), names, prefix)}")
+        kwargs[key] = _coerce(value, hints[key], where)
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain dict (lists instead of tuples) suitable for YAML/JSON."""
+
+    def conv(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (list, tuple)):
+            return [conv(x) for x in v]
+        return v
+
+    return conv(cfg)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``'train.epochs=5'`` -> (['train', 'epochs'], 5); the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like section.key=value "
+                          "(e.g. --set train.epochs=5)")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not p for p in key.split(".")):
+        raise ConfigError(f"override '{text}' has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"override '{text}': '{part}' is a value, not a section")
+            node = nxt
+        node[path[-1]] = value
+    return data
+
+
+def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in child.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a config file (following ``base:``) into a plain dict, with clear errors."""
+    path = Path(path)
+    if not path.is_file():
+        configs = Path(__file__).resolve().parents[2] / "configs"
+        avail = sorted(p.name for p in configs.glob("*.yaml")) if configs.is_dir() else []
+        raise ConfigError(f"config file '{path}' not found."
+                          + (f" Configs shipped in {configs}: {', '.join(avail)}" if avail else ""))
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file '{path}' is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file '{path}' must hold a mapping at the top level")
+    base = data.pop("base", None)
+    if base:
+        data = _merge(read_yaml(path.parent / base), data)
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Load ``path`` (or the defaults when None), apply ``overrides`` and validate."""
+    data = read_yaml(path) if path else {}
+    data = apply_overrides(data, list(overrides or []))
+    return from_dict(RunConfig, data).validate()
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> Path:
+    """Write the resolved config as YAML (atomically), beside a run's outputs."""
+    from rcs.utils.atomic import atomic_write_text
+
+    path = Path(path)
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    return path
+
+
+def describe_config(cls: type = RunConfig, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(key, default, doc) for every leaf key, for ``--help`` listings."""
+    import ast
+    import inspect
+
+    docs: dict[str, str] = {}
+    try:
+        tree = ast.parse(inspect.getsource(cls).lstrip())
+        body = tree.body[0].body  # type: ignore[attr-defined]
+        for a, b in zip(body, body[1:]):
+            if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr) and isinstance(
+                    getattr(b, "value", None), ast.Constant):
+                docs[a.target.id] = " ".join(str(b.value.value).split())  # type: ignore[union-attr]
+    except (OSError, TypeError, SyntaxError):
+        pass
+    rows = []
+    hints = typing.get_type_hints(cls)
+    default = cls()
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(hints[f.name]):
+            rows += describe_config(hints[f.name], key + ".")
+        else:
+            rows.append((key, repr(getattr(default, f.name)), docs.get(f.name, "")))
+    return rows

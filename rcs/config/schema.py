@@ -1,0 +1,343 @@
+"""Typed configuration of every rcs job (dataclasses).
+
+Each section owns its defaults and validates itself in ``validate()``; ``RunConfig.validate``
+calls them all. Defaults follow the published CIFAR-10 ACL+RCS setting (see DESIGN.md and
+``shared/reference``); the tiny CPU configs in ``configs/`` override sizes only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rcs.errors import ConfigError
+
+EPS_8 = 8 / 255
+ALPHA_2 = 2 / 255
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+def _in(name: str, value: str, choices: tuple[str, ...]) -> None:
+    _check(value in choices, f"{name}={value!r} is not one of {', '.join(choices)}")
+
+
+@dataclass
+class DataConfig:
+    """Which dataset to read and how to split it."""
+
+    name: str = "synthetic"
+    """cifar10 | cifar100 | stl10 | imagenet32 | npz | folder | synthetic"""
+    root: str = ""
+    """Folder (or .npz file) holding the dataset; see ``rcs.data`` for each expected layout."""
+    split: str = "train"
+    """Split used for pretraining/selection: train | test | unlabeled (STL-10) | train+unlabeled."""
+    val_fraction: float = 0.01
+    """Share of the training split held out as the RCS validation set U (never a candidate)."""
+    limit: int = 0
+    """Use only the first ``limit`` images (0 = all); handy for quick runs."""
+    synthetic_size: int = 512
+    """Number of images of the synthetic dataset."""
+    num_classes: int = 10
+    """Classes of the synthetic dataset (the readers take it from the files)."""
+    image_size: int = 32
+    download: bool = False
+    """Download CIFAR-10/100 or STL-10 from the official URL (MD5-checked) when missing."""
+    cache_dir: str = ""
+    """Where decoded arrays are cached for memory-mapping (default: <root>/.rcs_cache)."""
+
+    def validate(self) -> None:
+        _in("data.name", self.name,
+            ("cifar10", "cifar100", "stl10", "imagenet32", "npz", "folder", "synthetic"))
+        _check(0.0 <= self.val_fraction < 1.0,
+               f"data.val_fraction={self.val_fraction} must be in [0, 1)")
+        _check(self.limit >= 0, "data.limit must be >= 0 (0 means all images)")
+        _check(self.synthetic_size > 0, "data.synthetic_size must be > 0")
+        _check(self.image_size > 0, "data.image_size must be > 0")
+        if self.name not in ("synthetic",):
+            _check(bool(self.root), f"data.root is empty: set it to the folder holding "
+                   f"{self.name} (e.g. --set data.root=/path/to/{self.name})")
+
+
+@dataclass
+class AugmentConfig:
+    """On-device SimCLR-style augmentation; ``strength`` is DynACL's s (1 = full ACL strength)."""
+
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    """RandomResizedCrop area range at strength 1; ACL/DynACL use (1 - 0.9 s, 1) = (0.1, 1)."""
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip_prob: float = 0.5
+    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
+    """Brightness, contrast, saturation, hue jitter at strength 1."""
+    jitter_prob: float = 0.8
+    grayscale_prob: float = 0.2
+    strength: float = 1.0
+    dynacl_crop: bool = True
+    """Crop scale is (1 - 0.9 s, 1) as in ACL/DynACL (overrides ``crop_scale`` when True)."""
+    interpolation: str = "bilinear"
+    """bilinear | bicubic | nearest"""
+
+    def validate(self) -> None:
+        lo, hi = self.crop_scale
+        _check(0.0 < lo <= hi <= 1.0, f"augment.crop_scale={self.crop_scale} must satisfy "
+               "0 < min <= max <= 1")
+        for n in ("flip_prob", "jitter_prob", "grayscale_prob", "strength"):
+            v = getattr(self, n)
+            _check(0.0 <= v <= 1.0, f"augment.{n}={v} must be in [0, 1]")
+        _in("augment.interpolation", self.interpolation, ("bilinear", "bicubic", "nearest"))
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "resnet18"
+    """resnet18 | resnet34 | resnet50 | wrn28_10 | wrn (set depth/widen)"""
+    width: int = 64
+    """Channels of the first stage (64 = standard); small values make tiny test models."""
+    blocks: list[int] = field(default_factory=list)
+    """Blocks per stage, overriding the arch's (e.g. [1, 1] for a 2-stage tiny ResNet)."""
+    depth: int = 28
+    """WRN depth (6n+4)."""
+    widen: int = 10
+    """WRN widen factor."""
+    head: str = "acl3"
+    """acl3 (512-512-512 MLP, BN after each layer) | mlp2 (ImageNet 2-layer) | none"""
+    head_dim: int = 512
+    bn_names: list[str] = field(default_factory=lambda: ["normal", "pgd"])
+    normalize: str = "imagenet"
+    """Input normalisation inside the model: imagenet | cifar10 | none"""
+    num_classes: int = 10
+    """Size of the classifier for SAT pretraining and fine-tuning."""
+
+    def validate(self) -> None:
+        _in("model.arch", self.arch, ("resnet18", "resnet34", "resnet50", "wrn28_10", "wrn"))
+        _in("model.head", self.head, ("acl3", "mlp2", "none"))
+        _in("model.normalize", self.normalize, ("imagenet", "cifar10", "none"))
+        _check(self.width > 0, "model.width must be > 0")
+        _check(all(b > 0 for b in self.blocks), "model.blocks entries must be > 0")
+        _check((self.depth - 4) % 6 == 0, f"model.depth={self.depth} must be 6n+4 for a WRN")
+        _check(len(self.bn_names) >= 1 and len(set(self.bn_names)) == len(self.bn_names),
+               "model.bn_names must be a non-empty list of distinct names")
+
+
+@dataclass
+class AttackConfig:
+    """L-inf PGD settings (pixel space [0, 1]); accepts fractions like '8/255' in YAML."""
+
+    eps: float = EPS_8
+    alpha: float = ALPHA_2
+    steps: int = 5
+    random_start: bool = True
+
+    def validate(self, where: str = "attack") -> None:
+        _check(self.eps >= 0, f"{where}.eps must be >= 0")
+        _check(self.alpha >= 0, f"{where}.alpha must be >= 0")
+        _check(self.steps >= 0, f"{where}.steps must be >= 0")
+
+
+@dataclass
+class TrainConfig:
+    method: str = "acl"
+    """acl | air | dynacl | sat (more methods register themselves)"""
+    epochs: int = 1000
+    batch_size: int = 512
+    optimizer: str = "lars"
+    """lars | sgd"""
+    lr: float = 5.0
+    weight_decay: float = 1e-6
+    momentum: float = 0.9
+    nesterov: bool = False
+    trust_coef: float = 1e-3
+    lr_warmup_epochs: float = 10.0
+    min_lr: float = 1e-6
+    temperature: float = 0.5
+    attack: AttackConfig = field(default_factory=AttackConfig)
+    air_lambda1: float = 0.5
+    air_lambda2: float = 0.5
+    air_variant: str = "corrected"
+    """corrected (true KLs) | faithful (the published code's probability-as-input KL)"""
+    dynacl_period: int = 50
+    """DynACL: strength drops by 0.05 every ``dynacl_period`` epochs (scaled to 1000 epochs)."""
+    amp: str = "auto"
+    """auto (bf16 on GPU, off on CPU) | bf16 | off"""
+    channels_last: bool = True
+    compile: bool = False
+    grad_clip: float = 0.0
+    checkpoint_every: int = 1
+    """Epochs between checkpoints (a checkpoint is also written on SIGTERM/SIGUSR1)."""
+    checkpoint_every_steps: int = 0
+    """Also checkpoint every N steps inside an epoch (0 = only at epoch ends); for long epochs."""
+    deterministic: bool = False
+    """Use deterministic algorithms (exact resume on GPU costs some speed; CPU is deterministic)."""
+    log_every: int = 10
+    """Steps between metric records."""
+
+    def validate(self) -> None:
+        _check(self.epochs > 0, "train.epochs must be > 0")
+        _check(self.batch_size > 1, "train.batch_size must be > 1 (contrastive losses need pairs)")
+        _in("train.optimizer", self.optimizer, ("lars", "sgd"))
+        _check(self.lr > 0, "train.lr must be > 0")
+        _check(self.temperature > 0, "train.temperature must be > 0")
+        _in("train.air_variant", self.air_variant, ("corrected", "faithful"))
+        _in("train.amp", self.amp, ("auto", "bf16", "off"))
+        _check(self.lr_warmup_epochs >= 0, "train.lr_warmup_epochs must be >= 0")
+        self.attack.validate("train.attack")
+
+
+@dataclass
+class SelectionConfig:
+    """Coreset schedule and the RCS selector's settings."""
+
+    method: str = "full"
+    """Selector name: full | random | rcs | kcenter | gradnorm | craig (see `rcs select --help`)"""
+    fraction: float = 0.2
+    """Coreset size k as a share of the candidates, in (0, 1]."""
+    warmup_epochs: int = 100
+    """Full-data epochs before the first selection (E_w)."""
+    every: int = 20
+    """Epochs between selections (F)."""
+    rounds: int = 20
+    """Greedy rounds R (m = ceil(n / R) picks per round); rounds = n is plain greedy."""
+    eta: float = 0.01
+    """Step size of the one-step head update inside the greedy."""
+    granularity: str = "sample"
+    """sample | batch (the published behaviour: candidates are whole minibatches)"""
+    candidate_batch: int = 512
+    """Minibatch size of candidates for granularity=batch, and of the gradient pass."""
+    train_attack_steps: int = 1
+    val_attack_steps: int = 3
+    val_reattack_every: int = 1
+    rd_distance: str = "kl"
+    """kl (KL of softmax projections) | minmax_kl (the published min-max scaled variant)"""
+    scope: str = "head"
+    """Parameters the per-sample gradients are taken of: head | last-<k> (last k head layers)"""
+    sketch_dim: int = 1024
+    """Gradients are sketched to this many dims (exact when the gradient is smaller)."""
+    store: str = "memory"
+    """memory | disk (memory-mapped fp16 file, for ImageNet scale)"""
+    index: str = "flat"
+    """FAISS index: flat (exact inner product) | ivfpq (compressed, for stores beyond RAM)"""
+    class_balanced: bool = False
+    """Random selector: draw the same share from each class when labels exist."""
+    seed: int = 0
+
+    def validate(self) -> None:
+        _check(0.0 < self.fraction <= 1.0,
+               f"selection.fraction={self.fraction} must be in (0, 1] (e.g. 0.2 keeps 20%)")
+        _check(self.warmup_epochs >= 0, "selection.warmup_epochs must be >= 0")
+        _check(self.every > 0, "selection.every must be > 0")
+        _check(self.rounds > 0, "selection.rounds must be > 0")
+        _check(self.eta > 0, "selection.eta must be > 0")
+        _in("selection.granularity", self.granularity, ("sample", "batch"))
+        _in("selection.rd_distance", self.rd_distance, ("kl", "minmax_kl"))
+        _in("selection.store", self.store, ("memory", "disk"))
+        _in("selection.index", self.index, ("flat", "ivfpq"))
+        _check(self.scope == "head" or (self.scope.startswith("last-")
+                                        and self.scope[5:].isdigit()),
+               f"selection.scope={self.scope!r} must be 'head' or 'last-<k>'")
+        _check(self.sketch_dim > 0, "selection.sketch_dim must be > 0")
+        _check(self.candidate_batch > 1, "selection.candidate_batch must be > 1")
+        _check(self.val_reattack_every > 0, "selection.val_reattack_every must be > 0")
+
+
+@dataclass
+class FinetuneModeConfig:
+    epochs: int = 25
+    lr: float = 0.01
+    batch_size: int = 512
+    milestones: list[int] = field(default_factory=lambda: [10, 20])
+    weight_decay: float = 2e-4
+    momentum: float = 0.9
+
+    def validate(self, where: str) -> None:
+        _check(self.epochs > 0, f"{where}.epochs must be > 0")
+        _check(self.lr > 0, f"{where}.lr must be > 0")
+        _check(self.batch_size > 0, f"{where}.batch_size must be > 0")
+
+
+@dataclass
+class FinetuneConfig:
+    """RobustSSL fine-tuning; every mode is configured on its own (no carry-over)."""
+
+    modes: list[str] = field(default_factory=lambda: ["slf"])
+    slf: FinetuneModeConfig = field(default_factory=FinetuneModeConfig)
+    alf: FinetuneModeConfig = field(default_factory=FinetuneModeConfig)
+    aff: FinetuneModeConfig = field(default_factory=lambda: FinetuneModeConfig(
+        epochs=25, lr=0.1, batch_size=128, milestones=[15, 20]))
+    trades_beta: float = 6.0
+    attack: AttackConfig = field(default_factory=lambda: AttackConfig(steps=10))
+    branch: str = "pgd"
+    """BN branch of the pretrained encoder that is exported and fine-tuned."""
+
+    def validate(self) -> None:
+        for m in self.modes:
+            _in("finetune.modes entry", m, ("slf", "alf", "aff"))
+        for m in ("slf", "alf", "aff"):
+            getattr(self, m).validate(f"finetune.{m}")
+        self.attack.validate("finetune.attack")
+
+
+@dataclass
+class EvalConfig:
+    attacks: list[str] = field(default_factory=lambda: ["clean", "pgd20"])
+    """clean | pgd20 | autoattack | corruptions"""
+    pgd: AttackConfig = field(default_factory=lambda: AttackConfig(steps=20))
+    autoattack_n_ex: int = 0
+    """Evaluate AutoAttack on the first n test images only (0 = all)."""
+    corruptions_root: str = ""
+    """Folder with CIFAR-10-C / CIFAR-100-C style .npy files."""
+    batch_size: int = 256
+
+    def validate(self) -> None:
+        for a in self.attacks:
+            _in("eval.attacks entry", a, ("clean", "pgd20", "autoattack", "corruptions"))
+        self.pgd.validate("eval.pgd")
+
+
+@dataclass
+class SlurmConfig:
+    partition: str = ""
+    nodes: int = 1
+    gpus_per_node: int = 0
+    tasks_per_node: int = 1
+    cpus_per_task: int = 2
+    mem_gb: float = 8.0
+    time_min: int = 60
+    account: str = ""
+    qos: str = ""
+    constraint: str = ""
+    array_parallelism: int = 16
+    extra_sbatch: list[str] = field(default_factory=list)
+    folder: str = "slurm_jobs/%j"
+
+    def validate(self) -> None:
+        _check(self.nodes > 0 and self.tasks_per_node > 0, "slurm.nodes and slurm.tasks_per_node "
+               "must be > 0")
+        _check(self.time_min > 0, "slurm.time_min must be > 0")
+
+
+@dataclass
+class RunConfig:
+    """A whole job: data, model, training, selection, fine-tuning, evaluation, launching."""
+
+    name: str = "run"
+    out_dir: str = "runs/run"
+    seed: int = 0
+    device: str = "auto"
+    """auto | cpu | cuda | cuda:N"""
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
+
+    def validate(self) -> RunConfig:
+        _check(bool(self.out_dir), "out_dir must not be empty")
+        for section in ("data", "augment", "model", "train", "selection", "finetune", "eval",
+                        "slurm"):
+            getattr(self, section).validate()
+        return self

@@ -1,0 +1,31 @@
+"""Exceptions raised for bad user input. Each message names the problem and how to fix it."""
+
+from __future__ import annotations
+
+
+class RCSError(Exception):
+    """Base class of every error ``rcs`` raises on purpose (the CLI prints these without a traceback)."""
+
+
+class ConfigError(RCSError, ValueError):
+    """A config value, key or override is invalid."""
+
+
+class DataError(RCSError):
+    """A dataset is missing, incomplete, corrupt or does not match what was expected."""
+
+
+class CheckpointError(RCSError):
+    """A checkpoint is corrupt, foreign, or does not fit the model it is loaded into."""
+
+
+class CoresetError(RCSError):
+    """A coreset file is invalid or belongs to another dataset."""
+
+
+class NotAvailableError(RCSError):
+    """A feature exists in the interface but its engine is not installed or not built yet."""
+
+
+class NonFiniteLossError(RCSError):
+    """Training produced a NaN/Inf loss."""

@@ -1,0 +1,189 @@
+"""The Selector protocol, the Coreset result (npz + JSON file) and the selector registry.
+
+Every selector (RCS, random, full data, the baselines) takes a :class:`SelectionContext` and
+returns a :class:`Coreset` of exactly ``budget(fraction, len(candidates))`` dataset indices.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from rcs.errors import ConfigError, CoresetError
+from rcs.utils.atomic import atomic_path, atomic_write_text
+
+if TYPE_CHECKING:
+    import torch
+
+    from rcs.config.schema import RunConfig
+
+
+def budget(fraction: float, n: int) -> int:
+    """n_select = round(fraction * n), at least 1 and at most n (no truncation under-selection)."""
+    if not 0.0 < fraction <= 1.0:
+        raise ConfigError(f"fraction={fraction} must be in (0, 1]")
+    return int(min(n, max(1, round(fraction * n))))
+
+
+@dataclass
+class Coreset:
+    """A chosen subset of a dataset.
+
+    ``indices`` are sorted int64 positions in the *dataset* (not in the candidate list);
+    ``weights`` optional per-index weights; ``gains`` the gain of each greedy round;
+    ``meta`` holds fraction, seed, dataset length and fingerprint, settings and timings.
+    """
+
+    indices: np.ndarray
+    weights: np.ndarray | None = None
+    gains: list[float] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        idx = np.asarray(self.indices, dtype=np.int64).reshape(-1)
+        order = np.argsort(idx, kind="stable")
+        self.indices = idx[order]
+        if self.weights is not None:
+            self.weights = np.asarray(self.weights, dtype=np.float32).reshape(-1)[order]
+        if len(np.unique(self.indices)) != len(self.indices):
+            raise CoresetError("coreset indices contain duplicates")
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``path`` (.npz: indices, weights) and ``path`` with .json (gains, meta)."""
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_suffix(".npz")
+        arrays = {"indices": self.indices}
+        if self.weights is not None:
+            arrays["weights"] = self.weights
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        atomic_write_text(path.with_suffix(".json"), json.dumps(
+            {"size": len(self), "gains": [float(g) for g in self.gains], "meta": self.meta},
+            indent=2, sort_keys=True, default=str))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, dataset_len: int | None = None,
+             fingerprint: str | None = None) -> Coreset:
+        """Read a coreset; refuse it when it was made for another dataset."""
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_suffix(".npz")
+        if not path.is_file():
+            raise CoresetError(f"coreset file '{path}' not found; create one with `rcs select`")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                indices = z["indices"]
+                weights = z["weights"] if "weights" in z.files else None
+        except (ValueError, OSError, KeyError) as e:
+            raise CoresetError(f"coreset file '{path}' is not a valid rcs coreset ({e})") from None
+        side = path.with_suffix(".json")
+        info = json.loads(side.read_text()) if side.is_file() else {}
+        cs = cls(indices, weights, info.get("gains", []), info.get("meta", {}))
+        cs.check_dataset(dataset_len, fingerprint, str(path))
+        return cs
+
+    def check_dataset(self, dataset_len: int | None, fingerprint: str | None,
+                      source: str = "coreset") -> None:
+        m = self.meta
+        if dataset_len is not None:
+            if m.get("dataset_len") not in (None, dataset_len):
+                raise CoresetError(f"{source} was made for a dataset of {m['dataset_len']} images,"
+                                   f" but this dataset has {dataset_len}; select again with "
+                                   "`rcs select` on this dataset")
+            if len(self.indices) and (self.indices[0] < 0 or self.indices[-1] >= dataset_len):
+                raise CoresetError(f"{source} has indices outside [0, {dataset_len})")
+        if fingerprint is not None and m.get("fingerprint") not in (None, fingerprint):
+            raise CoresetError(f"{source} was made for another dataset (fingerprint "
+                               f"{m['fingerprint']} != {fingerprint}); select again on this one")
+
+
+@dataclass
+class SelectionContext:
+    """Everything a selector may use. ``candidates`` and ``val`` index into ``dataset``."""
+
+    dataset: Any
+    """An rcs.data ImageDataset (images uint8 NHWC, optional labels)."""
+    candidates: np.ndarray
+    val: np.ndarray
+    fraction: float
+    seed: int = 0
+    model: Any = None
+    """The model being trained (RobustModel); selectors must not modify it."""
+    augment: Any = None
+    device: torch.device | str = "cpu"
+    cfg: RunConfig | None = None
+    epoch: int = 0
+
+    @property
+    def budget(self) -> int:
+        return budget(self.fraction, len(self.candidates))
+
+    def base_meta(self, method: str) -> dict[str, Any]:
+        ds = self.dataset
+        return {"method": method, "fraction": self.fraction, "seed": self.seed,
+                "epoch": self.epoch, "dataset_len": len(ds),
+                "fingerprint": ds.fingerprint() if hasattr(ds, "fingerprint") else None,
+                "num_candidates": int(len(self.candidates)), "num_val": int(len(self.val))}
+
+
+@runtime_checkable
+class Selector(Protocol):
+    """``select(ctx) -> Coreset`` with exactly ``ctx.budget`` indices drawn from candidates."""
+
+    name: str
+
+    def select(self, ctx: SelectionContext) -> Coreset: ...
+
+
+SELECTORS: dict[str, Callable[..., Selector]] = {}
+
+
+def register_selector(name: str) -> Callable[[Callable[..., Selector]], Callable[..., Selector]]:
+    def deco(factory: Callable[..., Selector]) -> Callable[..., Selector]:
+        SELECTORS[name] = factory
+        return factory
+
+    return deco
+
+
+def build_selector(name: str, cfg: RunConfig | None = None) -> Selector:
+    """Instantiate the selector registered under ``name`` (``cfg`` passes its settings)."""
+    _load_plugins()
+    if name not in SELECTORS:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(SELECTORS), n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"unknown selector '{name}'.{hint} Available: {', '.join(sorted(SELECTORS))}")
+    return SELECTORS[name](cfg)
+
+
+def _load_plugins() -> None:
+    """Import modules that register selectors (rcs's own and the baselines package)."""
+    import importlib
+
+    for mod in ("rcs.selection.simple", "rcs.selection.rcs", "baselines"):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod and not mod.startswith(str(e.name)):
+                raise
+
+
+def seeded_rng(seed: int, epoch: int = 0) -> np.random.Generator:
+    return np.random.default_rng([int(seed), int(epoch), 0x5E1EC7])
+
+
+def ceil_div(a: int, b: int) -> int:
+    return int(math.ceil(a / b))

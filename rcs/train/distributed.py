@@ -1,0 +1,98 @@
+"""Distributed environment: torchrun or SLURM variables -> process group (gloo on CPU, nccl on GPU).
+
+Single-process runs need nothing: :func:`init_distributed` returns a world of size 1.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def _slurm_master() -> str:
+    nodelist = os.environ.get("SLURM_STEP_NODELIST") or os.environ.get("SLURM_JOB_NODELIST", "")
+    if not nodelist:
+        return "127.0.0.1"
+    import subprocess
+
+    try:
+        out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True,
+                             text=True, check=True, timeout=30).stdout.split()
+        return out[0] if out else "127.0.0.1"
+    except (OSError, subprocess.SubprocessError):
+        return nodelist.split(",")[0].split("[")[0]
+
+
+def detect_env() -> DistEnv:
+    """Rank/world from torchrun (RANK, WORLD_SIZE, LOCAL_RANK) or SLURM (SLURM_PROCID, ...)."""
+    if "WORLD_SIZE" in os.environ and "RANK" in os.environ:
+        return DistEnv(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0)),
+                       int(os.environ["WORLD_SIZE"]))
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in os.environ:
+        env = DistEnv(int(os.environ["SLURM_PROCID"]), int(os.environ.get("SLURM_LOCALID", 0)),
+                      int(os.environ["SLURM_NTASKS"]))
+        os.environ.setdefault("MASTER_ADDR", _slurm_master())
+        os.environ.setdefault("MASTER_PORT", str(29500 + int(os.environ.get("SLURM_JOB_ID", 0))
+                                                 % 20000))
+        return env
+    return DistEnv()
+
+
+def init_distributed(device_type: str) -> DistEnv:
+    """Initialise the default process group when the environment says world_size > 1."""
+    env = detect_env()
+    if env.enabled and not dist.is_initialized():
+        backend = "nccl" if device_type == "cuda" else "gloo"
+        if device_type == "cuda":
+            torch.cuda.set_device(env.local_rank)
+        dist.init_process_group(backend, rank=env.rank, world_size=env.world_size)
+    return env
+
+
+def barrier(env: DistEnv) -> None:
+    if env.enabled and dist.is_initialized():
+        dist.barrier()
+
+
+def broadcast_indices(indices: torch.Tensor | None, env: DistEnv, device: torch.device) -> torch.Tensor:
+    """Send rank 0's int64 index tensor to every rank (tensors only: nothing is pickled)."""
+    if not env.enabled:
+        assert indices is not None
+        return indices
+    n = torch.tensor([0 if indices is None else len(indices)], dtype=torch.int64, device=device)
+    dist.broadcast(n, src=0)
+    buf = indices.to(device) if env.is_main and indices is not None else torch.empty(
+        int(n.item()), dtype=torch.int64, device=device)
+    dist.broadcast(buf, src=0)
+    return buf.cpu()
+
+
+def all_reduce_mean(value: float, env: DistEnv, device: torch.device) -> float:
+    if not env.enabled:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return float(t.item()) / env.world_size
+
+
+def cleanup(env: DistEnv) -> None:
+    if env.enabled and dist.is_initialized():
+        dist.destroy_process_group()

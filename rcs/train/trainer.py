@@ -1,0 +1,306 @@
+"""The pretraining loop: full-data warm-up, a selection every F epochs, coreset epochs between.
+
+Determinism: the batch order is a function of (seed, epoch) and every step draws its
+augmentations and attack starts from a generator seeded by (seed, epoch, batch, rank), so a run
+resumed from any checkpoint (epoch end or mid-epoch after SIGTERM/SIGUSR1) continues exactly
+as the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from rcs.config import RunConfig, save_config, to_dict
+from rcs.data import Augment, build_dataset, index_batches, train_val_split
+from rcs.errors import CheckpointError, NonFiniteLossError
+from rcs.methods import build_method
+from rcs.methods.base import MultiForward
+from rcs.models import build_model
+from rcs.selection.base import Coreset, SelectionContext, budget, build_selector
+from rcs.train.checkpoint import (
+    coreset_from_state,
+    coreset_to_state,
+    load_checkpoint,
+    load_state_dict_strict,
+    save_checkpoint,
+)
+from rcs.train.distributed import (
+    DistEnv,
+    all_reduce_mean,
+    barrier,
+    broadcast_indices,
+    init_distributed,
+)
+from rcs.train.optim import build_optimizer
+from rcs.train.schedule import CosineWarmup, set_lr
+from rcs.train.signals import StopFlag, TrainingInterrupted
+from rcs.utils.device import resolve_device
+from rcs.utils.metrics import MetricsLogger
+from rcs.utils.progress import bar
+from rcs.utils.seed import rng_state, seed_everything, set_rng_state
+
+
+@dataclass
+class Progress:
+    """Where the run is: the next batch to train is ``batch`` of ``epoch`` (1-indexed)."""
+
+    epoch: int = 1
+    batch: int = 0
+    step: int = 0
+    samples_seen: int = 0
+    selections: int = 0
+    train_seconds: float = 0.0
+    select_seconds: float = 0.0
+
+
+def step_seed(seed: int, epoch: int, batch: int, rank: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch, batch, rank]).generate_state(1)[0])
+
+
+class Trainer:
+    """Runs ``cfg`` end to end. ``resume``: 'auto' (continue out_dir/checkpoint.pt if present),
+    'none' (start fresh, refusing to overwrite a finished run's checkpoint), or a path."""
+
+    def __init__(self, cfg: RunConfig, resume: str = "auto"):
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.env: DistEnv = init_distributed(self.device.type)
+        if self.device.type == "cuda" and self.env.enabled:
+            self.device = torch.device("cuda", self.env.local_rank)
+        seed_everything(cfg.seed)
+        if cfg.train.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        self.out = Path(cfg.out_dir)
+        self.ckpt_path = self.out / "checkpoint.pt"
+        self.method = build_method(cfg.train.method, cfg)
+
+        self.dataset = build_dataset(cfg.data)
+        self.candidates, self.val = train_val_split(len(self.dataset), cfg.data.val_fraction,
+                                                    cfg.seed)
+        self.augment = Augment(cfg.augment)
+        self.model = build_model(cfg.model, classifier=self.method.needs_labels).to(self.device)
+        if cfg.train.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.forward: nn.Module = MultiForward(self.model)
+        if self.env.enabled:
+            self.forward = nn.parallel.DistributedDataParallel(
+                self.forward, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if cfg.train.compile:
+            self.forward = torch.compile(self.forward)
+        self.optimizer = build_optimizer(self.model.parameters(), cfg.train)
+        self.selector = build_selector(cfg.selection.method, cfg)
+        self.coreset: Coreset | None = None
+        self.progress = Progress()
+        self.schedule = CosineWarmup(
+            base_lr=cfg.train.lr, total_samples=self.planned_samples(),
+            warmup_samples=int(cfg.train.lr_warmup_epochs * self.epoch_size(full=True)),
+            min_lr=cfg.train.min_lr)
+        self.amp = cfg.train.amp == "bf16" or (cfg.train.amp == "auto"
+                                               and self.device.type == "cuda")
+        self.logger = MetricsLogger(self.out / "metrics.jsonl", enabled=self.env.is_main)
+        self._resume(resume)
+
+    # ----------------------------------------------------------------- schedule
+    def uses_coreset(self, epoch: int) -> bool:
+        return self.cfg.selection.method != "full" and epoch > self.cfg.selection.warmup_epochs
+
+    def selects_at(self, epoch: int) -> bool:
+        s = self.cfg.selection
+        return self.uses_coreset(epoch) and (epoch - s.warmup_epochs - 1) % s.every == 0
+
+    def epoch_size(self, full: bool) -> int:
+        """Samples one epoch feeds (padded to a multiple of the world size, as the sampler does)."""
+        n = len(self.candidates) if full else budget(self.cfg.selection.fraction,
+                                                     len(self.candidates))
+        w = self.env.world_size
+        return -(-n // w) * w
+
+    def planned_samples(self) -> int:
+        return sum(self.epoch_size(full=not self.uses_coreset(e))
+                   for e in range(1, self.cfg.train.epochs + 1))
+
+    # ----------------------------------------------------------------- checkpoints
+    def state(self) -> dict[str, Any]:
+        p = self.progress
+        state: dict[str, Any] = {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "progress": {k: getattr(p, k) for k in p.__dataclass_fields__},
+            "rng": rng_state(), "config_json": json.dumps(to_dict(self.cfg)),
+            "dataset": {"len": len(self.dataset), "fingerprint": self.dataset.fingerprint()},
+            "complete": p.epoch > self.cfg.train.epochs,
+        }
+        if self.coreset is not None:
+            state["coreset"] = coreset_to_state(self.coreset.indices, self.coreset.meta)
+        return state
+
+    def save(self) -> None:
+        if self.env.is_main:
+            save_checkpoint(self.ckpt_path, self.state())
+        barrier(self.env)
+
+    def _resume(self, resume: str) -> None:
+        path = None if resume == "none" else (self.ckpt_path if resume == "auto" else Path(resume))
+        if path is None or (resume == "auto" and not path.exists()):
+            if resume == "none" and self.ckpt_path.exists() and self.env.is_main:
+                self.ckpt_path.unlink()
+            return
+        state = load_checkpoint(path, map_location=self.device)
+        ds = state.get("dataset", {})
+        if ds.get("fingerprint") not in (None, self.dataset.fingerprint()):
+            raise CheckpointError(f"checkpoint '{path}' was trained on another dataset "
+                                  "(fingerprint differs); use a new --out folder or the same data")
+        load_state_dict_strict(self.model, state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.progress = Progress(**state["progress"])
+        set_rng_state(state["rng"])
+        if "coreset" in state:
+            idx, meta = coreset_from_state(state["coreset"])
+            self.coreset = Coreset(idx.numpy(), meta=meta)
+        self.logger.log(event="resume", checkpoint=str(path), **state["progress"])
+
+    # ----------------------------------------------------------------- selection
+    def select(self, epoch: int) -> None:
+        t0 = time.perf_counter()
+        coreset = None
+        if self.env.is_main:
+            ctx = SelectionContext(
+                dataset=self.dataset, candidates=self.candidates, val=self.val,
+                fraction=self.cfg.selection.fraction, seed=self.cfg.seed + self.cfg.selection.seed,
+                model=self.model, augment=self.augment, device=self.device, cfg=self.cfg,
+                epoch=epoch)
+            coreset = self.selector.select(ctx)
+            coreset.save(self.out / "coresets" / f"epoch_{epoch:04d}.npz")
+        idx = broadcast_indices(torch.from_numpy(coreset.indices) if coreset else None,
+                                self.env, self.device)
+        self.coreset = coreset if coreset is not None else Coreset(idx.numpy())
+        self.model.train()
+        seconds = time.perf_counter() - t0
+        self.progress.selections += 1
+        self.progress.select_seconds += seconds
+        self.logger.log(event="selection", epoch=epoch, method=self.selector.name,
+                        size=len(self.coreset), seconds=seconds,
+                        timings=self.coreset.meta.get("timings", {}))
+
+    # ----------------------------------------------------------------- training
+    def fit(self) -> dict[str, Any]:
+        """Train to the end (or until a stop signal) and return the run summary."""
+        if self.env.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_config(self.cfg, self.out / "config.yaml")
+        stop = StopFlag().install()
+        try:
+            while self.progress.epoch <= self.cfg.train.epochs:
+                self._epoch(self.progress.epoch, stop)
+        finally:
+            stop.restore()
+        summary = self.summary()
+        if self.env.is_main:
+            from rcs.cli.common import write_json
+
+            write_json(self.out / "summary.json", summary)
+        return summary
+
+    def _epoch(self, epoch: int, stop: StopFlag) -> None:
+        p, cfg = self.progress, self.cfg
+        if p.batch == 0 and self.selects_at(epoch):
+            self.select(epoch)
+        indices = self.coreset.indices if self.uses_coreset(epoch) else self.candidates
+        batches = index_batches(indices, cfg.train.batch_size, shuffle=True, seed=cfg.seed,
+                                epoch=epoch, rank=self.env.rank, world_size=self.env.world_size)
+        extra = self.method.on_epoch_start(epoch, self.augment)
+        self.model.train()
+        t0, losses, seen0 = time.perf_counter(), [], p.samples_seen
+        pbar = bar(len(batches), desc=f"epoch {epoch}/{cfg.train.epochs}", unit="batch")
+        pbar.update(p.batch)
+        for bi in range(p.batch, len(batches)):
+            if self._should_stop(stop):
+                p.train_seconds += time.perf_counter() - t0
+                self.save()
+                raise TrainingInterrupted(stop.signum or 15, str(self.ckpt_path))
+            loss = self._step(epoch, bi, batches[bi])
+            losses.append(loss)
+            p.batch = bi + 1
+            pbar.update(1)
+            pbar.set_postfix(loss=f"{loss:.4f}")
+            every = cfg.train.checkpoint_every_steps
+            if every and p.step % every == 0 and p.batch < len(batches):
+                self.save()
+        pbar.close()
+        seconds = time.perf_counter() - t0
+        p.train_seconds += seconds
+        p.epoch, p.batch = epoch + 1, 0
+        mean_loss = all_reduce_mean(float(np.mean(losses)) if losses else float("nan"),
+                                    self.env, self.device)
+        self.logger.log(event="epoch", epoch=epoch, loss=mean_loss, seconds=seconds,
+                        images_per_s=(p.samples_seen - seen0) / max(seconds, 1e-9),
+                        epoch_size=len(indices) if not self.env.enabled else None,
+                        lr=self.optimizer.param_groups[0]["lr"], step=p.step, **extra)
+        if epoch % cfg.train.checkpoint_every == 0 or epoch == cfg.train.epochs:
+            self.save()
+
+    def _should_stop(self, stop: StopFlag) -> bool:
+        if not self.env.enabled:
+            return stop.set
+        flag = torch.tensor([1.0 if stop.set else 0.0], device=self.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag.item() > 0)
+
+    def _step(self, epoch: int, bi: int, idx: np.ndarray) -> float:
+        p, cfg = self.progress, self.cfg
+        x, y = self.dataset.get_batch(idx)
+        x = x.to(self.device, non_blocking=True)
+        y = y.to(self.device, non_blocking=True) if y is not None else None
+        gen = torch.Generator(device=self.device).manual_seed(
+            step_seed(cfg.seed, epoch, bi, self.env.rank))
+        set_lr(self.optimizer, self.schedule.lr_at(p.samples_seen))
+        autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp
+                    else contextlib.nullcontext())
+        with autocast:
+            out = self.method.step(self.forward, self.model, x, y, self.augment, gen)
+        loss = out.loss.float()
+        value = float(loss.detach())
+        if not np.isfinite(value):
+            raise NonFiniteLossError(
+                f"loss is {value} at step {p.step} (epoch {epoch}, batch {bi}); training stopped. "
+                f"The last good checkpoint is {self.ckpt_path} (if one was written). Lower "
+                "train.lr, check the data, or set train.grad_clip")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.train.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.train.grad_clip)
+        self.optimizer.step()
+        p.samples_seen += len(idx) * self.env.world_size
+        p.step += 1
+        if p.step % cfg.train.log_every == 0:
+            self.logger.log(event="step", epoch=epoch, step=p.step, loss=value,
+                            lr=self.optimizer.param_groups[0]["lr"], samples_seen=p.samples_seen,
+                            **out.metrics)
+        return value
+
+    def summary(self) -> dict[str, Any]:
+        p = self.progress
+        records = []
+        if self.env.is_main and (self.out / "metrics.jsonl").exists():
+            from rcs.utils.metrics import read_jsonl
+
+            records = [r for r in read_jsonl(self.out / "metrics.jsonl") if r.get("event") == "epoch"]
+        return {
+            "name": self.cfg.name, "method": self.cfg.train.method,
+            "selector": self.cfg.selection.method, "fraction": self.cfg.selection.fraction,
+            "epochs": self.cfg.train.epochs, "steps": p.step, "samples_seen": p.samples_seen,
+            "selections": p.selections, "train_seconds": p.train_seconds,
+            "select_seconds": p.select_seconds,
+            "total_seconds": p.train_seconds + p.select_seconds,
+            "final_loss": records[-1]["loss"] if records else None,
+            "world_size": self.env.world_size, "device": str(self.device),
+            "checkpoint": str(self.ckpt_path),
+        }
