@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 
 import pytest
@@ -119,6 +120,10 @@ def test_unknown_branch_and_context_manager() -> None:
     set_branch(model, "normal")
     with branch(model, "pgd"):
         assert all(m.active == "pgd" for m in multi_bn_layers(model))
+    assert all(m.active == "normal" for m in multi_bn_layers(model))
+    twin = copy.deepcopy(model)  # the cached layer list must follow the copy
+    twin(x, bn="pgd")
+    assert all(m.active == "pgd" for m in multi_bn_layers(twin))
     assert all(m.active == "normal" for m in multi_bn_layers(model))
     with pytest.raises(ConfigError):
         MultiBatchNorm(4, ["a", "a"])

@@ -26,7 +26,7 @@ CACHE_VERSION = 1
 
 
 def default_cache_dir(root: str | Path, cache_dir: str | Path = "") -> Path:
-    """``cache_dir`` if set, else ``<root>/.rcs_cache`` (``<root's folder>/.rcs_cache`` for a file)."""
+    """``cache_dir`` if set, else ``<root>/.rcs_cache`` (beside ``root`` when it is a file)."""
     if cache_dir:
         return Path(cache_dir)
     root = Path(root)

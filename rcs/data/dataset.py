@@ -21,7 +21,7 @@ FINGERPRINT_SAMPLES = 1000
 
 
 def _as_index(idx: np.ndarray | Sequence[int] | torch.Tensor, n: int) -> np.ndarray:
-    """Int64 numpy copy of ``idx``; negative entries count from the end; out of range -> IndexError."""
+    """Int64 copy of ``idx``; negative entries count from the end; out of range: IndexError."""
     if isinstance(idx, torch.Tensor):
         idx = idx.detach().cpu().numpy()
     arr = np.asarray(idx)
@@ -65,6 +65,7 @@ class ImageDataset:
         self.name = name
         self.classes: list[str] | None = list(classes) if classes is not None else None
         self.parent_indices: np.ndarray | None = None
+        self._num_classes: int | None = None  # inherited by subsets without class names
         self._fingerprint: str | None = None
 
     # ------------------------------------------------------------------ basic access
@@ -85,9 +86,11 @@ class ImageDataset:
 
     @property
     def num_classes(self) -> int:
-        """``len(classes)`` when known, else ``max(label) + 1`` (0 without labels)."""
+        """``len(classes)`` when known, else ``max(label) + 1`` of the parent (0 without labels)."""
         if self.classes is not None:
             return len(self.classes)
+        if self._num_classes is not None:
+            return self._num_classes
         if self.labels is None or len(self.labels) == 0:
             return 0
         return int(self.labels.max()) + 1
@@ -102,7 +105,7 @@ class ImageDataset:
             block = np.asarray(self._base[sorted_pos[0]:sorted_pos[-1] + 1])
         else:
             block = np.asarray(self._base[sorted_pos])
-        out = np.empty_like(block)
+        out = np.empty(block.shape, dtype=np.uint8)
         out[order] = block
         return out
 
@@ -123,7 +126,7 @@ class ImageDataset:
 
     def get_batch(self, idx: np.ndarray | Sequence[int] | torch.Tensor
                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Vectorised gather: ``(uint8 [B, 3, H, W], int64 [B] or None)`` in the order of ``idx``."""
+        """Vectorised gather: ``(uint8 [B, 3, H, W], int64 [B] or None)`` in ``idx`` order."""
         idx = _as_index(idx, len(self))
         x = self._gather(self._base_positions(idx))
         xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
@@ -146,6 +149,7 @@ class ImageDataset:
         else:
             sub = ImageDataset(self._base, labels, self.name, self.classes, _positions=pos)
         sub.parent_indices = idx
+        sub._num_classes = self.num_classes
         return sub
 
     # ------------------------------------------------------------------ identity

@@ -12,6 +12,7 @@ from torch import nn
 from rcs.attacks import objectives, pgd
 from rcs.losses import acl_loss
 from rcs.methods.base import Method, StepOutput, interleave, register_method
+from rcs.train.distributed import gather_batch
 
 
 def contrastive_views(model: nn.Module, x: torch.Tensor, augment, generator: torch.Generator,
@@ -37,6 +38,7 @@ class ACL(Method):
     def step(self, forward, model, x, y, augment, generator) -> StepOutput:
         v, v_adv = contrastive_views(model, x, augment, generator, self.cfg)
         z_nat, z_adv = forward([(v, "normal", "proj"), (v_adv, "pgd", "proj")])
+        z_nat, z_adv = gather_batch(z_nat), gather_batch(z_adv)  # global negatives under DDP
         w_nat, w_adv = self.weights()
         loss = acl_loss(z_nat, z_adv, self.cfg.train.temperature, w_nat=w_nat, w_adv=w_adv)
         return StepOutput(loss)

@@ -87,7 +87,7 @@ def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
     return deco
 
 
-_BUILTIN = ("acl", "dynacl", "air", "sat")
+_BUILTIN = ("acl", "dynacl", "air", "sat")  # modules registering methods
 
 
 def build_method(name: str, cfg: RunConfig) -> Method:

@@ -96,3 +96,35 @@ def all_reduce_mean(value: float, env: DistEnv, device: torch.device) -> float:
 def cleanup(env: DistEnv) -> None:
     if env.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward sums the gradient over ranks and returns this rank's slice."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        world, rank = dist.get_world_size(), dist.get_rank()
+        parts = [torch.empty_like(x) for _ in range(world)]
+        dist.all_gather(parts, x.contiguous())
+        ctx.rank, ctx.n = rank, x.shape[0]
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        return grad[ctx.rank * ctx.n:(ctx.rank + 1) * ctx.n]
+
+
+def gather_batch(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``x`` over ranks (rank order), differentiably; identity without DDP.
+
+    Contrastive losses use it so the negatives are the whole global batch (as with the
+    published DataParallel code), not one rank's share. Every rank then computes the same loss;
+    the backward sums the ranks' identical gradients, and DDP's averaging divides by the world
+    size again, so the parameter gradient equals the single-process gradient of the global
+    batch. Batches must have the same size on every rank (``index_batches`` guarantees it).
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    return _GatherWithGrad.apply(x)

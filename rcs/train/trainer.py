@@ -41,7 +41,7 @@ from rcs.train.distributed import (
     init_distributed,
 )
 from rcs.train.optim import build_optimizer
-from rcs.train.schedule import CosineWarmup, set_lr
+from rcs.train.schedule import CosineWarmup, planned_samples, set_lr
 from rcs.train.signals import StopFlag, TrainingInterrupted
 from rcs.utils.device import resolve_device
 from rcs.utils.metrics import MetricsLogger
@@ -100,10 +100,10 @@ class Trainer:
         self.selector = build_selector(cfg.selection.method, cfg)
         self.coreset: Coreset | None = None
         self.progress = Progress()
+        total = self.planned_samples(cfg.train.epochs)
         self.schedule = CosineWarmup(
-            base_lr=cfg.train.lr, total_samples=self.planned_samples(),
-            warmup_samples=int(cfg.train.lr_warmup_epochs * self.epoch_size(full=True)),
-            min_lr=cfg.train.min_lr)
+            base_lr=cfg.train.lr, total_samples=total, min_lr=cfg.train.min_lr,
+            warmup_samples=min(total, self.planned_samples(cfg.train.lr_warmup_epochs)))
         self.amp = cfg.train.amp == "bf16" or (cfg.train.amp == "auto"
                                                and self.device.type == "cuda")
         self.logger = MetricsLogger(self.out / "metrics.jsonl", enabled=self.env.is_main)
@@ -124,9 +124,12 @@ class Trainer:
         w = self.env.world_size
         return -(-n // w) * w
 
-    def planned_samples(self) -> int:
-        return sum(self.epoch_size(full=not self.uses_coreset(e))
-                   for e in range(1, self.cfg.train.epochs + 1))
+    def planned_samples(self, epochs: float) -> int:
+        """Samples seen after ``epochs`` epochs of this run's schedule (warm-up, then coreset)."""
+        s = self.cfg.selection
+        return planned_samples(
+            epochs, self.epoch_size(full=True),
+            None if s.method == "full" else self.epoch_size(full=False), s.warmup_epochs)
 
     # ----------------------------------------------------------------- checkpoints
     def state(self) -> dict[str, Any]:
@@ -261,7 +264,9 @@ class Trainer:
         y = y.to(self.device, non_blocking=True) if y is not None else None
         gen = torch.Generator(device=self.device).manual_seed(
             step_seed(cfg.seed, epoch, bi, self.env.rank))
-        set_lr(self.optimizer, self.schedule.lr_at(p.samples_seen))
+        batch_samples = len(idx) * self.env.world_size
+        # the lr of a step is the schedule's value once its samples are seen (step 1 > 0)
+        set_lr(self.optimizer, self.schedule.lr_at(p.samples_seen + batch_samples))
         autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp
                     else contextlib.nullcontext())
         with autocast:
@@ -278,7 +283,7 @@ class Trainer:
         if cfg.train.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), cfg.train.grad_clip)
         self.optimizer.step()
-        p.samples_seen += len(idx) * self.env.world_size
+        p.samples_seen += batch_samples
         p.step += 1
         if p.step % cfg.train.log_every == 0:
             self.logger.log(event="step", epoch=epoch, step=p.step, loss=value,

@@ -136,7 +136,8 @@ def _text(v: Any) -> str:
 def _load_batch(path: Path, spec: CifarSpec) -> tuple[np.ndarray, np.ndarray]:
     raw = safe_unpickle(path)
     if not isinstance(raw, dict):
-        raise DataError(f"{path} does not hold a CIFAR batch dict; expected the files of {spec.url}")
+        raise DataError(f"{path} does not hold a CIFAR batch dict; expected the files of "
+                        f"{spec.url}")
     d = {_text(k): v for k, v in raw.items()}
     if "data" not in d or spec.label_key not in d:
         raise DataError(f"{path} lacks 'data' or '{spec.label_key}' (keys: {sorted(d)}); is it a "

@@ -53,16 +53,16 @@ def download_url(url: str, dest: str | Path, md5: str | None = None, timeout: fl
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with atomic_path(dest) as tmp:
-            with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:
-                total = int(resp.headers.get("Content-Length") or 0)
-                pbar = bar(total or None, desc=f"download {dest.name}", unit="B")  # type: ignore
-                try:
-                    for block in iter(lambda: resp.read(CHUNK), b""):
-                        out.write(block)
-                        pbar.update(len(block))
-                finally:
-                    pbar.close()
+        with atomic_path(dest) as tmp, urllib.request.urlopen(url, timeout=timeout) as resp, \
+                open(tmp, "wb") as out:
+            total = int(resp.headers.get("Content-Length") or 0)
+            pbar = bar(total or None, desc=f"download {dest.name}", unit="B")  # type: ignore
+            try:
+                for block in iter(lambda: resp.read(CHUNK), b""):
+                    out.write(block)
+                    pbar.update(len(block))
+            finally:
+                pbar.close()
     except (urllib.error.URLError, OSError, ValueError) as e:
         raise DataError(f"download of {url} failed ({e}). Check the network, or download it by "
                         f"hand and place it at {dest}.") from e

@@ -1,0 +1,50 @@
+"""AIR (Xu et al., NeurIPS 2023): ACL plus standard and adversarial invariant regularisation.
+
+L = (1 - w) L_nat + (1 + w) L_adv + λ1 SIR + λ2 AIR, with a third train-mode forward of the
+un-augmented image through the ``normal`` BN. ``air`` uses w = 0 (ACL-AIR); ``dynacl_air``
+takes w and the augmentation strength from the DynACL schedule. ``train.air_variant`` picks
+the published (``faithful``) or the true-KL (``corrected``) regularisers.
+"""
+
+from __future__ import annotations
+
+from rcs.data import to_float
+from rcs.losses import air_terms
+from rcs.methods.acl import contrastive_views
+from rcs.methods.base import Method, StepOutput, register_method
+from rcs.methods.dynacl import DynamicAugmentation
+from rcs.train.distributed import gather_batch
+
+
+@register_method("air")
+class AIR(Method):
+    name = "air"
+
+    def w(self) -> float:
+        return 0.0
+
+    def step(self, forward, model, x, y, augment, generator) -> StepOutput:
+        t = self.cfg.train
+        v, v_adv = contrastive_views(model, x, augment, generator, self.cfg)
+        x_ori = to_float(x)
+        z_nat, z_adv, z_ori = forward([(v, "normal", "proj"), (v_adv, "pgd", "proj"),
+                                       (x_ori, "normal", "proj")])
+        z_nat, z_adv, z_ori = (gather_batch(z) for z in (z_nat, z_adv, z_ori))
+        terms = air_terms(z_nat, z_adv, z_ori, t.temperature, t.air_variant)
+        w = self.w()
+        loss = ((1 - w) * terms["nat"] + (1 + w) * terms["adv"] + t.air_lambda1 * terms["sir"]
+                + t.air_lambda2 * terms["air"])
+        return StepOutput(loss, {k: float(v.detach()) for k, v in terms.items()})
+
+    def selection_loss(self) -> str:
+        return "air"
+
+
+@register_method("dynacl_air")
+class DynACLAIR(DynamicAugmentation, AIR):
+    name = "dynacl_air"
+
+    def w(self) -> float:
+        from rcs.losses import dynacl_weight
+
+        return dynacl_weight(self.strength)

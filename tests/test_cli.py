@@ -1,0 +1,69 @@
+"""The `rcs` command: help for every sub-command, clear one-line errors, config listing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from rcs.cli.main import COMMANDS, build_parser, main
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rcs.cli.main", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_top_level_help_lists_every_command():
+    res = run_cli("--help")
+    assert res.returncode == 0
+    for name in COMMANDS:
+        assert name in res.stdout
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_subcommand_help_explains_every_option(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    parser = build_parser()
+    sub = parser._subparsers._group_actions[0].choices[command]  # noqa: SLF001
+    for action in sub._actions:  # noqa: SLF001
+        if action.dest == "help":
+            continue
+        assert action.help, f"option {action.option_strings or action.dest} of {command} has no help"
+        if action.option_strings:
+            name = action.option_strings[0]
+        elif action.choices:
+            name = "{" + ",".join(action.choices) + "}"
+        else:
+            name = action.metavar or action.dest
+        assert name in out
+
+
+def test_config_keys_and_show(capsys):
+    assert main(["config", "keys"]) == 0
+    out = capsys.readouterr().out
+    assert "selection.fraction" in out and "train.attack.eps" in out
+    assert main(["config", "show", "--set", "train.epochs=3"]) == 0
+    assert "epochs: 3" in capsys.readouterr().out
+
+
+def test_errors_are_one_clear_line(capsys):
+    assert main(["config", "show", "--set", "selection.fraction=2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rcs config: error: selection.fraction=2.0 must be in (0, 1]")
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_not_yet_available_commands_say_so(capsys, tmp_path):
+    assert main(["submit", "train"]) == 2
+    assert "not available yet" in capsys.readouterr().err
+
+
+def test_select_with_missing_checkpoint_is_clear(capsys, tmp_path):
+    assert main(["select", "--checkpoint", str(tmp_path / "none.pt"), "--out",
+                 str(tmp_path / "c.npz")]) == 2
+    assert "does not exist" in capsys.readouterr().err
