@@ -153,8 +153,10 @@ class Trainer:
     def _resume(self, resume: str) -> None:
         path = None if resume == "none" else (self.ckpt_path if resume == "auto" else Path(resume))
         if path is None or (resume == "auto" and not path.exists()):
-            if resume == "none" and self.ckpt_path.exists() and self.env.is_main:
-                self.ckpt_path.unlink()
+            if self.env.is_main:  # a fresh start: keep an older run's files aside, not mixed in
+                for old in (self.ckpt_path, self.out / "metrics.jsonl"):
+                    if old.exists():
+                        old.replace(old.with_name(old.name + ".prev"))
             return
         state = load_checkpoint(path, map_location=self.device)
         ds = state.get("dataset", {})
