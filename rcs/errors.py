@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 class RCSError(Exception):
-    """Base class of every error ``rcs`` raises on purpose (the CLI prints these without a traceback)."""
+    """Base of every error rcs raises on purpose (the CLI prints these without a traceback)."""
 
 
 class ConfigError(RCSError, ValueError):

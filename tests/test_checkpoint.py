@@ -1,4 +1,4 @@
-"""Atomic, safe checkpoints: crash mid-write keeps the old file, foreign/corrupt files fail loudly."""
+"""Atomic, safe checkpoints: a crash mid-write keeps the old file; bad files fail loudly."""
 
 from __future__ import annotations
 

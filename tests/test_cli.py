@@ -33,7 +33,7 @@ def test_every_subcommand_help_explains_every_option(command, capsys):
     for action in sub._actions:  # noqa: SLF001
         if action.dest == "help":
             continue
-        assert action.help, f"option {action.option_strings or action.dest} of {command} has no help"
+        assert action.help, f"{action.option_strings or action.dest} of {command} has no help"
         if action.option_strings:
             name = action.option_strings[0]
         elif action.choices:

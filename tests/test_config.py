@@ -19,7 +19,8 @@ def test_defaults_validate_and_roundtrip(tmp_path):
 
 
 def test_yaml_base_and_overrides(tmp_path):
-    (tmp_path / "base.yaml").write_text("train:\n  epochs: 7\n  lr: 2.0\nselection:\n  fraction: 0.1\n")
+    (tmp_path / "base.yaml").write_text(
+        "train:\n  epochs: 7\n  lr: 2.0\nselection:\n  fraction: 0.1\n")
     (tmp_path / "child.yaml").write_text("base: base.yaml\ntrain:\n  lr: 3.0\n")
     cfg = load_config(tmp_path / "child.yaml", ["train.attack.eps=4/255", "model.blocks=[1,2]",
                                                  "selection.method=random"])

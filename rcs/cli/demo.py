@@ -24,7 +24,7 @@ DEMO_OVERRIDES = [
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="runs/demo", help="folder for the demo runs (default runs/demo)")
+    p.add_argument("--out", default="runs/demo", help="folder of the demo runs")
     p.add_argument("--epochs", type=int, default=4, help="pretraining epochs (default 4)")
     p.add_argument("--fraction", type=float, default=0.2, help="coreset fraction (default 0.2)")
     p.add_argument("--selectors", default="rcs,random",

@@ -17,7 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", "-c", default=None,
                    help="YAML config (default: the config saved in the checkpoint)")
     p.add_argument("--set", "-s", dest="overrides", action="append", default=[],
-                   metavar="KEY=VALUE", help="override a config key, e.g. --set selection.rounds=10")
+                   metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set selection.rounds=10")
     p.add_argument("--method", default=None,
                    help="selector name (sets selection.method; default rcs): rcs | random | full "
                         "| the baselines")

@@ -72,7 +72,8 @@ def barrier(env: DistEnv) -> None:
         dist.barrier()
 
 
-def broadcast_indices(indices: torch.Tensor | None, env: DistEnv, device: torch.device) -> torch.Tensor:
+def broadcast_indices(indices: torch.Tensor | None, env: DistEnv,
+                      device: torch.device) -> torch.Tensor:
     """Send rank 0's int64 index tensor to every rank (tensors only: nothing is pickled)."""
     if not env.enabled:
         assert indices is not None

@@ -93,7 +93,8 @@ class Trainer:
         self.forward: nn.Module = MultiForward(self.model)
         if self.env.enabled:
             self.forward = nn.parallel.DistributedDataParallel(
-                self.forward, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                self.forward,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None)
         if cfg.train.compile:
             self.forward = torch.compile(self.forward)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.train)
@@ -299,7 +300,8 @@ class Trainer:
         if self.env.is_main and (self.out / "metrics.jsonl").exists():
             from rcs.utils.metrics import read_jsonl
 
-            records = [r for r in read_jsonl(self.out / "metrics.jsonl") if r.get("event") == "epoch"]
+            records = [r for r in read_jsonl(self.out / "metrics.jsonl")
+                       if r.get("event") == "epoch"]
         return {
             "name": self.cfg.name, "method": self.cfg.train.method,
             "selector": self.cfg.selection.method, "fraction": self.cfg.selection.fraction,

@@ -13,5 +13,6 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device '{name}' requested but CUDA is not available; use --set device=cpu")
+        raise ConfigError(f"device '{name}' requested but CUDA is not available; "
+                          "use --set device=cpu")
     return dev
