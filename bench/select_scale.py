@@ -10,6 +10,11 @@ Reports the store size, the write time, the time of each round, the selection ti
 only) and the peak RSS of the process (``ru_maxrss``, which covers the write phase as well).
 Target (DESIGN.md §5): 1.28M x 1024, k = 0.05, 20 rounds: <= 60 s and <= 6 GB on a 2-core CPU.
 
+Each round streams the whole store (it is read with ``readinto`` into one reused buffer, so the
+RSS stays near 0.4 GB; the file lives in the OS page cache, which is not process memory). As in
+a real selection, the store is written just before the greedy, so it is read from the page
+cache; with ``--reuse`` on a store evicted from the cache, the first round reads it from disk.
+
     python bench/select_scale.py                      # full size
     python bench/select_scale.py --n 200000           # quick
 """

@@ -9,6 +9,8 @@ from rcs.selection.base import (
     build_selector,
     register_selector,
 )
+from rcs.selection.rcs import RCSSelector
+from rcs.selection.sampler import CoresetSampler, ReselectionSchedule
 
-__all__ = ["SELECTORS", "Coreset", "SelectionContext", "Selector", "budget", "build_selector",
-           "register_selector"]
+__all__ = ["SELECTORS", "Coreset", "CoresetSampler", "RCSSelector", "ReselectionSchedule",
+           "SelectionContext", "Selector", "budget", "build_selector", "register_selector"]

@@ -165,7 +165,8 @@ def build_selector(name: str, cfg: RunConfig | None = None) -> Selector:
 
         close = difflib.get_close_matches(name, list(SELECTORS), n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"unknown selector '{name}'.{hint} Available: {', '.join(sorted(SELECTORS))}")
+        raise ConfigError(f"unknown selector '{name}'.{hint} "
+                          f"Available: {', '.join(sorted(SELECTORS))}")
     return SELECTORS[name](cfg)
 
 

@@ -131,41 +131,62 @@ class GradientStore:
         return self._mmap
 
     def rows(self, ids: np.ndarray) -> np.ndarray:
-        """Rows at ``ids`` as float32 (random access)."""
-        return np.asarray(self._map()[np.asarray(ids, dtype=np.int64)], dtype=np.float32)
+        """Rows at ``ids`` as float32 (random access; disk stores read runs with ``pread``, so
+        no file pages are mapped into the process)."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if self._array is not None:
+            return np.asarray(self._array[ids], dtype=np.float32)
+        order = np.argsort(ids, kind="stable")
+        srt = ids[order]
+        out = np.empty((len(ids), self.dim), dtype=self.dtype)
+        row_bytes = self.dim * self.dtype.itemsize
+        breaks = np.flatnonzero(np.diff(srt) != 1) + 1
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, len(srt)]):
+                if hi <= lo:
+                    continue
+                raw = os.pread(fd, int(hi - lo) * row_bytes,
+                               self._offset + int(srt[lo]) * row_bytes)
+                out[order[lo:hi]] = np.frombuffer(raw, self.dtype).reshape(hi - lo, self.dim)
+        finally:
+            os.close(fd)
+        return out.astype(np.float32)
 
     def to_numpy(self, dtype: np.dtype | str = np.float32) -> np.ndarray:
         """The whole store in memory (small stores and tests)."""
         return np.asarray(self._map(), dtype=dtype)
 
-    def iter_blocks(self, block_rows: int = 65536) -> Iterator[tuple[int, torch.Tensor]]:
-        """Yield ``(start, float32 tensor [rows, dim])`` over the store in order.
+    def iter_blocks(self, block_rows: int = 65536, raw: bool = False
+                    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """Yield ``(start, tensor [rows, dim])`` over the store in order: float32, or the store's
+        own dtype with ``raw=True`` (no conversion).
 
         The yielded tensor is a reused buffer: use it before asking for the next block.
         """
         block_rows = max(1, min(int(block_rows), self.n))
-        out = torch.empty(block_rows, self.dim, dtype=torch.float32)
+        out = None if raw else torch.empty(block_rows, self.dim, dtype=torch.float32)
         if self._array is not None:
             for s in range(0, self.n, block_rows):
                 k = min(block_rows, self.n - s)
-                out[:k].copy_(torch.from_numpy(self._array[s:s + k]))
-                yield s, out[:k]
+                src = torch.from_numpy(self._array[s:s + k])
+                yield s, (src if out is None else out[:k].copy_(src))
             return
-        raw = np.empty((block_rows, self.dim), dtype=self.dtype)
+        buf = np.empty((block_rows, self.dim), dtype=self.dtype)
         row_bytes = self.dim * self.dtype.itemsize
         with open(self.path, "rb", buffering=0) as f:
             f.seek(self._offset)
             for s in range(0, self.n, block_rows):
                 k = min(block_rows, self.n - s)
-                view = memoryview(raw[:k].reshape(-1).view(np.uint8))
+                view = memoryview(buf[:k].reshape(-1).view(np.uint8))
                 got = 0
                 while got < k * row_bytes:
                     r = f.readinto(view[got:])
                     if not r:
                         raise CoresetError(f"gradient store '{self.path}' is truncated")
                     got += r
-                out[:k].copy_(torch.from_numpy(raw[:k]))
-                yield s, out[:k]
+                src = torch.from_numpy(buf[:k])
+                yield s, (src if out is None else out[:k].copy_(src))
 
 
 class ShardWriter:
@@ -229,3 +250,29 @@ def concat_shards(directory: str | Path, n: int, path: str | Path | None = None,
         raise CoresetError(f"gradient shards in '{directory}' cover the candidates badly "
                            f"({missing} missing, {dup} duplicated): did a rank fail?")
     return store
+
+
+class RowSink:
+    """Rows going to a store (created at the first write; width from the rows) or to a shard."""
+
+    def __init__(self, n: int = 0, path: Path | None = None, dtype: np.dtype | str = np.float16,
+                 shard: Path | None = None, name: str = ""):
+        self.n, self.path, self.dtype, self.shard, self.name = n, path, dtype, shard, name
+        self.target: GradientStore | ShardWriter | None = None
+
+    def put(self, ids: np.ndarray, rows: np.ndarray | torch.Tensor) -> None:
+        if self.target is None:
+            width = rows.shape[1]
+            self.target = (ShardWriter(self.shard, self.name, width, self.dtype) if self.shard
+                           else GradientStore.create(self.n, width, self.path, self.dtype))
+        if isinstance(self.target, ShardWriter):
+            self.target.append(ids, rows)
+        else:
+            self.target.write_ids(ids, rows)
+
+    def finish(self) -> GradientStore | None:
+        """The store (single process), or None after closing the shard (it is concatenated)."""
+        if isinstance(self.target, ShardWriter):
+            self.target.close()
+            return None
+        return self.target

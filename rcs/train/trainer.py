@@ -26,6 +26,7 @@ from rcs.methods import build_method
 from rcs.methods.base import MultiForward
 from rcs.models import build_model
 from rcs.selection.base import Coreset, SelectionContext, budget, build_selector
+from rcs.selection.sampler import ReselectionSchedule
 from rcs.train.checkpoint import (
     coreset_from_state,
     coreset_to_state,
@@ -99,6 +100,7 @@ class Trainer:
             self.forward = torch.compile(self.forward)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.train)
         self.selector = build_selector(cfg.selection.method, cfg)
+        self.reselect = ReselectionSchedule.from_config(cfg)
         self.coreset: Coreset | None = None
         self.progress = Progress()
         total = self.planned_samples(cfg.train.epochs)
@@ -112,11 +114,10 @@ class Trainer:
 
     # ----------------------------------------------------------------- schedule
     def uses_coreset(self, epoch: int) -> bool:
-        return self.cfg.selection.method != "full" and epoch > self.cfg.selection.warmup_epochs
+        return self.cfg.selection.method != "full" and not self.reselect.is_warmup(epoch)
 
     def selects_at(self, epoch: int) -> bool:
-        s = self.cfg.selection
-        return self.uses_coreset(epoch) and (epoch - s.warmup_epochs - 1) % s.every == 0
+        return self.cfg.selection.method != "full" and self.reselect.should_select(epoch)
 
     def epoch_size(self, full: bool) -> int:
         """Samples one epoch feeds (padded to a multiple of the world size, as the sampler does)."""

@@ -1,0 +1,263 @@
+"""Adapters between user models/datasets and the RCS core.
+
+A :class:`Net` is what selection needs: ``features(x, stream)`` (encoder features of [0, 1]
+images, stream ``'clean'`` or ``'adv'``), the head module whose Linear layers are ``φ``, the BN
+branch name of each stream, and the modules to hold in eval mode with frozen parameters.
+
+Accepted ``encoder`` forms (library API):
+
+- ``encoder(x, bn)`` -- e.g. ``lambda x, bn: model.features(x, bn)`` or an ACL-style
+  ``model.get_feature`` bound method; gets ``bn["clean"]`` / ``bn["adv"]`` (names);
+- ``encoder(x)`` -- single-BN code, or code that routes BN itself;
+- ``{"clean": fn, "adv": fn}`` -- one callable per stream (``fn(x)``).
+
+``head`` is an ``nn.Module``: called ``head(f)``, or ``head(f, bn)`` when its ``forward`` takes
+a second argument (ACL's ``proj_head.forward(x, bn_name)``); rcs multi-BN heads are routed.
+Modules found in ``encoder`` (the module itself, a bound method's owner, closure variables,
+``functools.partial`` arguments), the head, and an explicit ``model=`` are put in eval mode with
+``requires_grad`` off during selection and restored exactly afterwards (also BN branch routing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from rcs.attacks import attack_mode, objectives, pgd
+from rcs.errors import ConfigError
+from rcs.selection.base import SelectionContext
+from rcs.selection.per_sample import HeadFn, Objective, _takes_two_args
+
+Streams = tuple[str | None, str | None]
+
+
+@dataclass
+class Net:
+    features: Callable[[Tensor, str], Tensor]
+    head: nn.Module
+    bn: Streams = ("normal", "pgd")
+    modules: list[nn.Module] = field(default_factory=list)
+
+
+def branch_names(model: Any) -> Streams:
+    """(clean, adv) branch names of an rcs RobustModel: 'normal'/'pgd' when present."""
+    names = tuple(getattr(model, "bn_names", ("normal", "pgd")))
+    return ("normal" if "normal" in names else names[0], "pgd" if "pgd" in names else names[-1])
+
+
+def net_from_model(model: Any, kind: str = "acl") -> Net:
+    """A Net over an rcs ``RobustModel`` (``features(x, bn)``, ``head``, ``classifier``);
+    DDP / DataParallel / ``torch.compile`` wrappers are looked through."""
+    for attr in ("module", "_orig_mod"):
+        while not hasattr(model, "features") and hasattr(model, attr):
+            model = getattr(model, attr)
+    bn = branch_names(model)
+    head = model.classifier if kind == "sat" else model.head
+    if head is None:
+        what = "a classifier (build_model(cfg, classifier=True))" if kind == "sat" else \
+            "a projection head (model.head must not be 'none')"
+        raise ConfigError(f"RCS selection needs {what}: its gradients are taken w.r.t. it")
+    names = dict(zip(("clean", "adv"), bn))
+    return Net(lambda x, s: model.features(x, names[s]), head, bn, [model])
+
+
+def _modules_in(obj: Any, depth: int = 0) -> list[nn.Module]:
+    if isinstance(obj, nn.Module):
+        return [obj]
+    if depth > 2 or obj is None:
+        return []
+    found: list[nn.Module] = []
+    if isinstance(getattr(obj, "__self__", None), nn.Module):
+        found.append(obj.__self__)
+    if isinstance(obj, functools.partial):
+        for a in (obj.func, *obj.args, *obj.keywords.values()):
+            found += _modules_in(a, depth + 1)
+    for cell in getattr(obj, "__closure__", None) or ():
+        with contextlib.suppress(ValueError):
+            found += _modules_in(cell.cell_contents, depth + 1)
+    if isinstance(obj, dict):
+        for v in obj.values():
+            found += _modules_in(v, depth + 1)
+    return found
+
+
+def net_from_callables(encoder: Any, head: nn.Module, bn: dict[str, Any] | None = None,
+                       model: nn.Module | None = None) -> Net:
+    """A Net over user callables (see the module docstring for the accepted forms)."""
+    if not isinstance(head, nn.Module):
+        raise ConfigError("RCSSelector(head=...) must be an nn.Module (its Linear layers are "
+                          "the parameters RCS differentiates)")
+    bn = dict(bn or {})
+    unknown = set(bn) - {"clean", "adv"}
+    if unknown:
+        raise ConfigError(f"bn keys {sorted(unknown)} are not 'clean'/'adv'")
+    names = {"clean": bn.get("clean"), "adv": bn.get("adv")}
+    if isinstance(encoder, dict):
+        if set(encoder) != {"clean", "adv"}:
+            raise ConfigError("encoder as a dict needs exactly the keys 'clean' and 'adv'")
+        features = lambda x, s: encoder[s](x)  # noqa: E731
+    elif not callable(encoder):
+        raise ConfigError("RCSSelector(encoder=...) must be callable or a dict of callables")
+    elif _takes_two_args(encoder) and any(v is not None for v in names.values()):
+        features = lambda x, s: encoder(x, names[s])  # noqa: E731
+    else:
+        features = lambda x, s: encoder(x)  # noqa: E731
+    mods = _modules_in(encoder) + [head] + ([model] if model is not None else [])
+    uniq = list({id(m): m for m in mods}.values())
+    return Net(features, head, (names["clean"], names["adv"]), uniq)
+
+
+@contextlib.contextmanager
+def frozen(modules: list[nn.Module]) -> Iterator[None]:
+    """Eval mode, parameters frozen, multi-BN routing restored on exit (the model is unchanged)."""
+    active = [(m, m.active) for r in modules for m in r.modules() if hasattr(m, "active")]
+    try:
+        with attack_mode(modules):
+            yield
+    finally:
+        for m, a in active:
+            m.active = a
+
+
+class TensorView:
+    """``get_batch(idx)`` over a torch Dataset of ``(img, label)``/``img`` items or a tensor."""
+
+    def __init__(self, data: Any):
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def get_batch(self, idx: np.ndarray) -> tuple[Tensor, Tensor | None]:
+        idx = np.asarray(idx, dtype=np.int64)
+        if isinstance(self.data, Tensor):
+            return self.data[torch.from_numpy(idx)], None
+        items = [self.data[int(i)] for i in idx]
+        if isinstance(items[0], (tuple, list)):
+            x = torch.stack([torch.as_tensor(it[0]) for it in items])
+            y = torch.as_tensor([int(it[1]) for it in items], dtype=torch.long)
+            return x, y
+        return torch.stack([torch.as_tensor(it) for it in items]), None
+
+
+class ConcatView:
+    """Train then validation dataset as one index space (validation ids follow the train ids)."""
+
+    def __init__(self, train: Any, val: Any):
+        self.train, self.val, self.n = train, val, len(train)
+
+    def __len__(self) -> int:
+        return self.n + len(self.val)
+
+    def fingerprint(self) -> str | None:
+        fp = getattr(self.train, "fingerprint", None)
+        return fp() if callable(fp) else None
+
+    def get_batch(self, idx: np.ndarray) -> tuple[Tensor, Tensor | None]:
+        idx = np.asarray(idx, dtype=np.int64)
+        if np.all(idx < self.n):
+            return self.train.get_batch(idx)
+        if np.all(idx >= self.n):
+            return self.val.get_batch(idx - self.n)
+        raise ValueError("a batch mixes training and validation images")
+
+
+def as_batch_source(data: Any) -> Any:
+    """The dataset itself when it has ``get_batch`` (rcs ImageDataset); a uint8 NHWC numpy array
+    becomes an ImageDataset; anything else (torch Dataset, NCHW tensor) a TensorView."""
+    if hasattr(data, "get_batch"):
+        return data
+    if isinstance(data, np.ndarray) and data.ndim == 4 and data.shape[-1] == 3:
+        from rcs.data import ImageDataset
+        return ImageDataset(data)
+    return TensorView(data)
+
+
+def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+    if device.type == "cuda" and amp in ("auto", "bf16"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def attacked_features(net: Net, obj: Objective, head: HeadFn, x: Tensor, y: Tensor | None,
+                      augment: Callable, eps: float, steps: int,
+                      gens: tuple[torch.Generator, torch.Generator], amp: str = "auto") -> Tensor:
+    """Feature rows ``[b, V, D]`` of one candidate batch (layout ``obj.views``).
+
+    ACL/AIR: two augmented views (rows interleaved a0 b0 a1 b1 ...), a contrastive PGD attack of
+    ``steps`` steps (``alpha = 1.25·eps/steps``: 2/255 for 5 steps, 10/255 for 1, as published)
+    through encoder + head on the adversarial branch, then features without grad: clean views on
+    the clean branch, adversarial views on the adversarial one (AIR adds the un-augmented image on
+    the clean branch). SAT: one view, a cross-entropy PGD with the labels, adversarial features.
+    ``gens`` = (CPU generator for the augmentation, device generator for the random start).
+    """
+    from rcs.data import to_float
+    b, alpha = x.shape[0], 1.25 * eps / max(1, steps)
+    adv_fn = lambda xa: head(head.params, net.features(xa, "adv"), net.bn[1])  # noqa: E731
+    if obj.kind == "sat":
+        if y is None:
+            raise ConfigError("RCS with method sat needs labelled candidates")
+        xv = augment(x, gens[0])
+        loss_fn = objectives.cross_entropy(adv_fn, y)
+    else:
+        xa, xb = augment(x, gens[0]), augment(x, gens[0])
+        xv = torch.stack([xa, xb], 1).flatten(0, 1)
+        loss_fn = objectives.contrastive(adv_fn, obj.temperature)
+    with _autocast(x.device, amp):
+        x_adv = pgd(loss_fn, xv, eps, alpha, steps, True, gens[1])
+        with torch.no_grad():
+            f_adv = net.features(x_adv, "adv").float()
+            if obj.kind == "sat":
+                parts = [f_adv.view(b, 1, -1)]
+            else:
+                f_nat = net.features(xv, "clean").float()
+                parts = [f_nat.view(b, 2, -1), f_adv.view(b, 2, -1)]
+            if obj.kind == "air":
+                parts.append(net.features(to_float(x), "clean").float().view(b, 1, -1))
+    return torch.cat(parts, dim=1)
+
+
+def _is_index_list(val: Any) -> bool:
+    """Validation given as indices (1-D integers) rather than as a dataset."""
+    if isinstance(val, (list, tuple, range)):
+        return all(isinstance(v, (int, np.integer)) for v in val)
+    if isinstance(val, torch.Tensor):
+        return val.ndim == 1 and not val.dtype.is_floating_point
+    if isinstance(val, np.ndarray):
+        return val.ndim == 1 and np.issubdtype(val.dtype, np.integer)
+    return False
+
+
+def library_context(data: Any, val: Any, fraction: float, seed: int, net: Net,
+                    device: Any = None, augment: Any = None, cfg: Any = None
+                    ) -> SelectionContext:
+    """A SelectionContext for ``select(train, val)``.
+
+    ``val``: indices into ``train`` (the rest are candidates), a separate dataset (every train
+    image is a candidate; coreset indices refer to ``train``), or None (1% of ``train`` held out
+    with ``rcs.data.train_val_split(n, 0.01, seed)``). The device defaults to the head's.
+    """
+    train = as_batch_source(data)
+    n = len(train)
+    if val is None:
+        from rcs.data import train_val_split
+        cand, val_idx = train_val_split(n, 0.01, seed)
+        ds = train
+    elif _is_index_list(val):
+        val_idx = np.asarray(val, dtype=np.int64).reshape(-1)
+        cand, ds = np.setdiff1d(np.arange(n), val_idx), train
+    else:
+        ds, val_idx = ConcatView(train, as_batch_source(val)), n + np.arange(len(val))
+        cand = np.arange(n)
+    if device is None:
+        p = next(iter(net.head.parameters()), None)
+        device = p.device if p is not None else "cpu"
+    return SelectionContext(ds, cand, val_idx, fraction, seed, None, augment,
+                            torch.device(device), cfg)

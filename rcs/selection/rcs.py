@@ -1,0 +1,328 @@
+"""RCS: robustness-aware coreset selection (Xu et al., NeurIPS 2023), DESIGN.md §4.3.
+
+Phases (each timed in ``meta["timings"]``):
+
+1. **gradients**: candidates in a seeded order, in chunks of ``candidate_batch``; per chunk, the
+   views are attacked (``train_attack_steps`` of PGD through the full model, input gradients only),
+   features are taken without grad and cached, and per-sample gradients of the training loss
+   w.r.t. the head's Linear layers are sketched into a :class:`GradientStore`
+   (:mod:`rcs.selection.per_sample`). ``granularity='batch'`` stores one row per chunk (the mean of
+   its samples' gradients) and picks whole chunks.
+2. **validation**: RD attacks on U and ``q_U`` (:mod:`rcs.selection.rd`), including re-attacks and
+   new ``q_U`` inside the greedy rounds.
+3. **greedy**: retrieval of the top-m gains and the head updates (:mod:`rcs.selection.greedy`):
+   ``φ' ← φ' − η·∇φ mean_{picks} ℓ`` (exact, from cached features, one backward, applied once).
+
+The model is never modified: the head is a deep copy, and every module is held in eval mode with
+frozen parameters (flags restored afterwards). Same seed and inputs give the same indices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rcs.config.schema import SelectionConfig
+from rcs.errors import ConfigError
+from rcs.selection.api import (
+    ConcatView,
+    Net,
+    attacked_features,
+    frozen,
+    library_context,
+    net_from_callables,
+    net_from_model,
+)
+from rcs.selection.base import Coreset, SelectionContext, budget, register_selector
+from rcs.selection.greedy import greedy_rounds
+from rcs.selection.per_sample import HeadFn, Objective, mean_grad, per_sample_grads
+from rcs.selection.rd import RDValidation
+from rcs.selection.retrieval import Retriever
+from rcs.selection.sketch import Sketch
+from rcs.selection.store import RowSink, concat_shards
+
+EXTRA = ("method", "temperature", "eps", "device", "augment", "work_dir", "model", "seed",
+         "grad_chunk", "air_lambda1", "air_lambda2", "air_variant", "amp", "distributed",
+         "sketch_kind")
+
+
+def _gen(device: Any, *salt: int) -> torch.Generator:
+    g = torch.Generator(device=device)
+    h = 0
+    for s in salt:
+        h = (h * 1_000_003 + int(s) + 0xC0DE) & 0xFFFFFFFFFFFF
+    return g.manual_seed(h)
+
+
+def _dist() -> tuple[int, int]:
+    d = torch.distributed
+    if d.is_available() and d.is_initialized():
+        return d.get_rank(), d.get_world_size()
+    return 0, 1
+
+
+@register_selector("rcs")
+class RCSSelector:
+    """RCS selector. Trainer: ``RCSSelector(cfg).select(ctx)``. Library (DESIGN.md §4.4)::
+
+        sel = RCSSelector(encoder=lambda x, bn: model.features(x, bn), head=model.head,
+                          bn={"clean": "normal", "adv": "pgd"}, fraction=0.2, rounds=20)
+        coreset = sel.select(train_dataset, val)   # val: a dataset or indices into train
+
+    ``settings``: any :class:`SelectionConfig` field, plus
+
+    - ``method``: the pretraining method; its selection objective is ``air`` for air, ``sat``
+      (CE on the classifier) for sat, and the ACL loss for every other method (acl, dynacl with
+      the reference's plain weights, and contrastive methods registered elsewhere);
+    - ``temperature``, ``eps``, ``seed`` (library API), ``device``;
+    - ``augment``: ``aug(x, generator) -> float [0, 1]`` (default ``rcs.data.Augment()``);
+    - ``model``: module(s) to freeze, or an rcs RobustModel instead of encoder/head;
+    - ``work_dir`` (disk store, shards), ``grad_chunk`` (vmap chunk), ``amp`` (auto|bf16|off);
+    - ``sketch_kind`` (auto | gaussian | countsketch). Default: auto on CUDA (Gaussian when the
+      matrix fits 1 GB), countsketch on CPU, where a dense Gaussian projection of the ~0.8M
+      head parameters costs about a quarter of the attack;
+    - ``distributed`` (default False: the calling process does everything). True: call
+      ``select`` on every rank of an initialised process group; each rank computes the
+      gradients of chunks ``rank, rank + W, ...`` into shards under ``work_dir``, rank 0
+      concatenates them and runs validation and greedy, the result is broadcast to all ranks.
+    """
+
+    name = "rcs"
+
+    def __init__(self, cfg: Any = None, *, encoder: Any = None, head: Any = None,
+                 bn: dict[str, Any] | None = None, fraction: float | None = None,
+                 **settings: Any):
+        bad = set(settings) - {f.name for f in dataclasses.fields(SelectionConfig)} - set(EXTRA)
+        if bad:
+            valid = sorted({f.name for f in dataclasses.fields(SelectionConfig)} | set(EXTRA))
+            raise ConfigError(f"unknown RCS setting(s) {sorted(bad)}; valid: {', '.join(valid)}")
+        sc = dataclasses.replace(cfg.selection) if cfg is not None else SelectionConfig()
+        for k, v in settings.items():
+            if hasattr(sc, k) and k != "seed":
+                setattr(sc, k, v)
+        if fraction is not None:
+            sc.fraction = fraction
+        sc.validate()
+        tr = getattr(cfg, "train", None)
+        ex = {k: settings.get(k) for k in EXTRA}
+        self.scfg, self.cfg, self.encoder, self.head, self.bn = sc, cfg, encoder, head, bn
+        self.method = ex["method"] or (tr.method if tr else "acl")
+        self.temperature = ex["temperature"] or (tr.temperature if tr else 0.5)
+        self.eps = ex["eps"] if ex["eps"] is not None else (tr.attack.eps if tr else 8 / 255)
+        self.air = (ex["air_lambda1"] or (tr.air_lambda1 if tr else 0.5),
+                    ex["air_lambda2"] or (tr.air_lambda2 if tr else 0.5),
+                    ex["air_variant"] or (tr.air_variant if tr else "faithful"))
+        self.amp = ex["amp"] or (tr.amp if tr else "auto")
+        self.seed, self.device, self.augment = ex["seed"], ex["device"], ex["augment"]
+        self.model, self.work_dir = ex["model"], ex["work_dir"]
+        self.grad_chunk = int(ex["grad_chunk"] or 64)
+        self.distributed = bool(ex["distributed"])
+        self.sketch_kind = ex["sketch_kind"]
+        self.objective = self.method if self.method in ("air", "sat") else "acl"
+
+    # ---------------------------------------------------------------------------------- entry
+    def select(self, data: Any, val: Any = None) -> Coreset:
+        """``select(ctx)`` (trainer) or ``select(train_dataset, val_dataset_or_indices)``."""
+        if isinstance(data, SelectionContext):
+            return self._run(data, self._net(data.model))
+        net = self._net(self.model)
+        ctx = library_context(data, val, self.scfg.fraction, int(self.seed or 0), net,
+                              self.device, self.augment, self.cfg)
+        cs = self._run(ctx, net)
+        if isinstance(ctx.dataset, ConcatView):  # indices refer to the training dataset
+            cs.meta["dataset_len"] = ctx.dataset.n
+        return cs
+
+    def _net(self, model: Any) -> Net:
+        kind = self.objective
+        if self.encoder is not None:
+            if self.head is None:
+                raise ConfigError("RCSSelector(encoder=...) also needs head=... (an nn.Module)")
+            return net_from_callables(self.encoder, self.head, self.bn, self.model)
+        if model is None:
+            raise ConfigError("RCSSelector needs encoder= and head= (or model=, or ctx.model)")
+        return net_from_model(model, kind)
+
+    def _objective(self, net: Net) -> Objective:
+        t, bn = self.temperature, net.bn
+        if self.objective == "sat":
+            return Objective("sat", t, bn)
+        if self.objective == "air":
+            lam1, lam2, var = self.air
+            return Objective("air", t, bn, 1.0, 1.0, lam1, lam2, var)
+        return Objective("acl", t, bn)  # dynacl: plain ACL weights, as the reference's RCS
+
+    # --------------------------------------------------------------------------- phase 1
+    def _gradient_phase(self, ctx: SelectionContext, net: Net, obj: Objective, head: HeadFn,
+                        sketch: Sketch | None, order: np.ndarray, sinks: dict,
+                        rank: int = 0, world: int = 1) -> np.ndarray | None:
+        """Fill ``sinks['grads']`` / ``sinks['feats']`` (stores or ShardWriters) for this rank's
+        chunks; returns the candidates' labels in ``order`` (or None)."""
+        from rcs.data import Augment
+        from rcs.utils.progress import progress
+        dev, bsz = torch.device(ctx.device), self.scfg.candidate_batch
+        augment = ctx.augment or self.augment or Augment()
+        salt = (ctx.seed, self.scfg.seed, ctx.epoch)
+        labels = np.full(len(order), -1, dtype=np.int64)
+        chunks = list(range(rank, math.ceil(len(order) / bsz), world))
+        for c in progress(chunks, desc="rcs gradients", unit="batch"):
+            lo = c * bsz
+            idx = order[lo:lo + bsz]
+            x, y = ctx.dataset.get_batch(idx)
+            x, y = x.to(dev), (None if y is None else y.to(dev))
+            if y is not None:
+                labels[lo:lo + len(idx)] = y.cpu().numpy()
+            gens = (_gen("cpu", *salt, c, 1), _gen(dev, *salt, c, 2))
+            feats = attacked_features(net, obj, head, x, y, augment, self.eps,
+                                      self.scfg.train_attack_steps, gens, self.amp)
+            g = per_sample_grads(obj, head, feats, y, self.grad_chunk, sketch)
+            if self.scfg.granularity == "batch":
+                sinks["grads"].put(np.array([c]), g.mean(0, keepdim=True))
+            else:
+                sinks["grads"].put(np.arange(lo, lo + len(idx)), g)
+            sinks["feats"].put(np.arange(lo, lo + len(idx)), feats.flatten(1))
+        return labels if (labels >= 0).any() else None
+
+    # --------------------------------------------------------------------------- run
+    def _work_dir(self, epoch: int, rank: int, world: int) -> Path | None:
+        """Where disk stores and shards go (removed afterwards); None when all is in memory."""
+        if self.scfg.store != "disk" and world == 1:
+            return None
+        base = self.work_dir or (Path(self.cfg.out_dir) / "selection" if self.cfg else None)
+        if base is None:
+            if world > 1:
+                raise ConfigError("RCS on several ranks needs a shared folder for gradient "
+                                  "shards: pass RCSSelector(work_dir=...) or set out_dir")
+            return Path(tempfile.mkdtemp(prefix="rcs-select-"))
+        return Path(base) / (f"e{epoch}-r{rank}" if world == 1 else f"e{epoch}")
+
+    def _run(self, ctx: SelectionContext, net: Net) -> Coreset:
+        t_start, sc = time.perf_counter(), self.scfg
+        dev = torch.device(ctx.device)
+        val = np.asarray(ctx.val, dtype=np.int64).reshape(-1)
+        cand = np.setdiff1d(np.asarray(ctx.candidates, dtype=np.int64), val)  # never a val id
+        if len(val) == 0:
+            raise ConfigError("RCS needs a non-empty validation set U: set data.val_fraction > 0 "
+                              "(or pass validation data to select())")
+        n_sel = min(budget(ctx.fraction, len(ctx.candidates)), len(cand))
+        rng = np.random.default_rng([int(ctx.seed), int(sc.seed), int(ctx.epoch), 0x5C5])
+        order = cand[rng.permutation(len(cand))]
+        bsz, batch_mode = sc.candidate_batch, sc.granularity == "batch"
+        n_chunks = math.ceil(len(order) / bsz)
+        obj = self._objective(net)
+        head = HeadFn(net.head, sc.scope, device=dev, dtype=torch.float32)
+        kind = self.sketch_kind or ("auto" if dev.type == "cuda" else "countsketch")
+        sketch = Sketch(head.dim, sc.sketch_dim, int(ctx.seed) * 7919 + int(sc.seed), kind)
+        rank, world = _dist() if self.distributed else (0, 1)
+        work = self._work_dir(ctx.epoch, rank, world)
+        if world > 1:  # no stale shards from an interrupted selection of this epoch
+            if rank == 0:
+                shutil.rmtree(work, ignore_errors=True)
+            torch.distributed.barrier()
+        timings: dict[str, float] = {}
+        try:
+            with frozen(net.modules):
+                t0 = time.perf_counter()
+                disk = sc.store == "disk"
+                fdt = np.float16 if disk else np.float32  # cached features
+                n_rows = n_chunks if batch_mode else len(order)
+                if world > 1:
+                    sinks = {"g": RowSink(shard=work / "g", name=f"r{rank:05d}"),
+                             "f": RowSink(shard=work / "f", name=f"r{rank:05d}", dtype=fdt)}
+                else:
+                    sinks = {"g": RowSink(n_rows, work / "grads.npy" if disk else None),
+                             "f": RowSink(len(order), work / "feats.npy" if disk else None, fdt)}
+                labels = self._gradient_phase(ctx, net, obj, head, sketch, order,
+                                              {"grads": sinks["g"], "feats": sinks["f"]},
+                                              rank, world)
+                stores = {k: s.finish() for k, s in sinks.items()}
+                if world > 1:
+                    torch.distributed.barrier()
+                    if rank == 0:
+                        stores = {"g": concat_shards(work / "g", n_rows,
+                                                     work / "grads.npy" if disk else None),
+                                  "f": concat_shards(work / "f", len(order), None, fdt)}
+                        lab = getattr(ctx.dataset, "labels", None)
+                        labels = None if lab is None else np.asarray(lab)[order]
+                timings["gradients"] = time.perf_counter() - t0
+                out = None
+                if rank == 0:
+                    out = self._select(ctx, net, obj, head, sketch, order, stores, labels,
+                                       n_sel)
+                if world > 1:
+                    box = [out]
+                    torch.distributed.broadcast_object_list(box, src=0)
+                    out = box[0]
+        finally:
+            if world > 1:
+                torch.distributed.barrier()
+            if work is not None and rank == 0:
+                shutil.rmtree(work, ignore_errors=True)
+        indices, gains, extra = out
+        timings["total"] = time.perf_counter() - t_start
+        meta = ctx.base_meta(self.name) | extra | {"timings": timings | extra["timings"]}
+        meta |= {"fraction": ctx.fraction, "budget": n_sel, "world_size": world}
+        return Coreset(indices, gains=gains, meta=meta)
+
+    def _select(self, ctx: SelectionContext, net: Net, obj: Objective, head: HeadFn,
+                sketch: Sketch, order: np.ndarray, stores: dict, labels: np.ndarray | None,
+                n_sel: int) -> tuple[np.ndarray, list[float], dict]:
+        """Validation and greedy rounds on rank 0."""
+        from rcs.data import to_float
+        sc, dev = self.scfg, torch.device(ctx.device)
+        bsz, batch_mode, n = sc.candidate_batch, sc.granularity == "batch", len(order)
+        t0 = time.perf_counter()
+        images = to_float(ctx.dataset.get_batch(np.asarray(ctx.val))[0]).to(dev)
+        rdv = RDValidation(net.features, head, images, sc.rd_distance, net.bn, self.eps,
+                           sc.val_attack_steps, None, bsz, (ctx.seed, sc.seed, ctx.epoch))
+        q, rd = rdv.grad()
+        rd_hist, t_val, t_val_init = [rd], 0.0, time.perf_counter() - t0
+        feats, views = stores["f"], len(obj.views)
+        lab_t = None if labels is None else torch.from_numpy(labels).to(dev)
+
+        def positions(units: np.ndarray) -> np.ndarray:
+            if not batch_mode:
+                return units
+            return np.concatenate([np.arange(u * bsz, min(n, (u + 1) * bsz)) for u in units])
+
+        def update(r: int, units: np.ndarray) -> np.ndarray:
+            nonlocal t_val
+            pos, groups = positions(units), []
+            for c in np.unique(pos // bsz):
+                lo, hi = int(c) * bsz, min(n, (int(c) + 1) * bsz)
+                f = torch.from_numpy(feats.rows(np.arange(lo, hi))).to(dev).view(hi - lo, views, -1)
+                p = torch.from_numpy(pos[pos // bsz == c] - lo).to(dev)
+                groups.append((f, None if lab_t is None else lab_t[lo:hi], p))
+            head.step(mean_grad(obj, head, groups), sc.eta)
+            t1 = time.perf_counter()
+            if (r + 1) % sc.val_reattack_every == 0:
+                rdv.attack(r + 1)
+            qn, rdn = rdv.grad()
+            rd_hist.append(rdn)
+            t_val += time.perf_counter() - t1
+            return sketch(qn[None])[0].cpu().numpy()
+
+        t_g = time.perf_counter()
+        retr = Retriever(stores["g"], sc.index, seed=int(ctx.seed))
+        sizes = np.diff(np.r_[np.arange(0, n, bsz), n]) if batch_mode else None
+        res = greedy_rounds(stores["g"].n, n_sel, sc.rounds, sketch(q[None])[0].cpu().numpy(),
+                            retr.search, update, sizes)
+        pos = positions(res.units)
+        pos = pos[:len(pos) - res.trim]
+        t_greedy = time.perf_counter() - t_g - t_val
+        extra = {"train_method": self.method, "objective": self.objective,
+                 "settings": dataclasses.asdict(sc),
+                 "round_gain_mean": res.mean_gains, "rounds_run": len(res.picks),
+                 "rd_per_round": rd_hist, "trimmed": res.trim, "val_attacks": rdv.attacks,
+                 "retrieval": retr.engine, "grad_dim": head.dim, "param_names": head.names,
+                 "sketch": {"kind": sketch.kind, "dim": sketch.dim},
+                 "timings": {"validation": t_val_init + t_val, "greedy": t_greedy}}
+        return order[pos], res.gains, extra
