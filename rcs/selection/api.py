@@ -82,6 +82,11 @@ def _modules_in(obj: Any, depth: int = 0) -> list[nn.Module]:
     for cell in getattr(obj, "__closure__", None) or ():
         with contextlib.suppress(ValueError):
             found += _modules_in(cell.cell_contents, depth + 1)
+    code, glb = getattr(obj, "__code__", None), getattr(obj, "__globals__", None)
+    if code is not None and isinstance(glb, dict):  # module-level names a lambda refers to
+        for name in code.co_names:
+            if isinstance(glb.get(name), nn.Module):
+                found.append(glb[name])
     if isinstance(obj, dict):
         for v in obj.values():
             found += _modules_in(v, depth + 1)

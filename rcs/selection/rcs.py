@@ -117,9 +117,11 @@ class RCSSelector:
         self.method = ex["method"] or (tr.method if tr else "acl")
         self.temperature = ex["temperature"] or (tr.temperature if tr else 0.5)
         self.eps = ex["eps"] if ex["eps"] is not None else (tr.attack.eps if tr else 8 / 255)
-        self.air = (ex["air_lambda1"] or (tr.air_lambda1 if tr else 0.5),
-                    ex["air_lambda2"] or (tr.air_lambda2 if tr else 0.5),
-                    ex["air_variant"] or (tr.air_variant if tr else "faithful"))
+        def pick(key: str, default: Any) -> Any:
+            return ex[key] if ex[key] is not None else (getattr(tr, key) if tr else default)
+
+        self.air = (pick("air_lambda1", 0.5), pick("air_lambda2", 0.5),
+                    pick("air_variant", "corrected"))
         self.amp = ex["amp"] or (tr.amp if tr else "auto")
         self.seed, self.device, self.augment = ex["seed"], ex["device"], ex["augment"]
         self.model, self.work_dir = ex["model"], ex["work_dir"]
