@@ -93,3 +93,9 @@ def test_every_shipped_config_is_valid():
 def test_from_dict_nested_type_errors():
     with pytest.raises(ConfigError, match="train must be a mapping"):
         from_dict(RunConfig, {"train": 5})
+
+
+def test_rcs_needs_a_validation_split():
+    with pytest.raises(ConfigError, match="needs a validation split U"):
+        load_config(None, ["selection.method=rcs", "data.val_fraction=0"])
+    assert load_config(None, ["selection.method=random", "data.val_fraction=0"])

@@ -243,17 +243,28 @@ class SelectionConfig:
 
 @dataclass
 class FinetuneModeConfig:
-    epochs: int = 25
-    lr: float = 0.01
-    batch_size: int = 512
-    milestones: list[int] = field(default_factory=lambda: [10, 20])
+    """One fine-tuning mode's optimisation (SGD + MultiStepLR x0.1). Unset values (null) come
+    from the published RobustSSL protocol of the pretraining method (``finetune.protocol``)."""
+
+    epochs: int | None = None
+    """Epochs (null = protocol: SLF/ALF 25; AFF 25 for DynACL-style, 100 for ACL/ACL-AIR)."""
+    lr: float | None = None
+    """Initial lr (null = protocol: SLF/ALF 0.01 on CIFAR-10, 0.05 on CIFAR-100; AFF 0.1)."""
+    batch_size: int | None = None
+    """Batch size (null = protocol: SLF/ALF 512, AFF 128)."""
+    milestones: list[int] | None = None
+    """Epochs after which the lr is multiplied by 0.1 (null = protocol: 10,20 / 15,20 / 40,60)."""
     weight_decay: float = 2e-4
     momentum: float = 0.9
 
     def validate(self, where: str) -> None:
-        _check(self.epochs > 0, f"{where}.epochs must be > 0")
-        _check(self.lr > 0, f"{where}.lr must be > 0")
-        _check(self.batch_size > 0, f"{where}.batch_size must be > 0")
+        _check(self.epochs is None or self.epochs > 0, f"{where}.epochs must be > 0")
+        _check(self.lr is None or self.lr > 0, f"{where}.lr must be > 0")
+        _check(self.batch_size is None or self.batch_size > 0, f"{where}.batch_size must be > 0")
+        _check(self.milestones is None or all(m > 0 for m in self.milestones),
+               f"{where}.milestones must be positive epochs")
+        _check(self.weight_decay >= 0 and self.momentum >= 0,
+               f"{where}.weight_decay and {where}.momentum must be >= 0")
 
 
 @dataclass
@@ -261,21 +272,44 @@ class FinetuneConfig:
     """RobustSSL fine-tuning; every mode is configured on its own (no carry-over)."""
 
     modes: list[str] = field(default_factory=lambda: ["slf"])
+    """Modes run by `rcs finetune` without --mode: slf | alf | aff."""
+    protocol: str = "auto"
+    """Published settings that fill unset mode values: auto (from the checkpoint's train.method) |
+    acl | air | dynacl | dynacl_air | none (every mode value must then be set)."""
     slf: FinetuneModeConfig = field(default_factory=FinetuneModeConfig)
     alf: FinetuneModeConfig = field(default_factory=FinetuneModeConfig)
-    aff: FinetuneModeConfig = field(default_factory=lambda: FinetuneModeConfig(
-        epochs=25, lr=0.1, batch_size=128, milestones=[15, 20]))
+    aff: FinetuneModeConfig = field(default_factory=FinetuneModeConfig)
     trades_beta: float = 6.0
+    """AFF: weight of the TRADES KL term."""
     attack: AttackConfig = field(default_factory=lambda: AttackConfig(steps=10))
+    """ALF (CE) and AFF (TRADES KL) training attack: PGD-10, eps 8/255, step 2/255."""
+    aff_dual_bn: bool = True
+    """AFF: clean images through the 'normal' BN, adversarial ones through 'pgd' (the published
+    default); false fine-tunes the exported single-BN branch only (as for AdvCL)."""
     branch: str = "pgd"
     """BN branch of the pretrained encoder that is exported and fine-tuned."""
+    padding: int = 4
+    """Fine-tuning augmentation: random crop with this zero padding, then a horizontal flip."""
+    seed: int = 0
 
     def validate(self) -> None:
         for m in self.modes:
             _in("finetune.modes entry", m, ("slf", "alf", "aff"))
+        _in("finetune.protocol", self.protocol,
+            ("auto", "acl", "air", "dynacl", "dynacl_air", "none"))
         for m in ("slf", "alf", "aff"):
             getattr(self, m).validate(f"finetune.{m}")
+        _check(self.trades_beta >= 0, "finetune.trades_beta must be >= 0")
+        _check(self.padding >= 0, "finetune.padding must be >= 0")
         self.attack.validate("finetune.attack")
+
+
+CORRUPTIONS = (
+    "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur",
+    "zoom_blur", "snow", "frost", "fog", "brightness", "contrast", "elastic_transform",
+    "pixelate", "jpeg_compression",
+)
+"""The 15 CIFAR-10-C / CIFAR-100-C corruptions of RobustBench (Hendrycks & Dietterich 2019)."""
 
 
 @dataclass
@@ -283,15 +317,35 @@ class EvalConfig:
     attacks: list[str] = field(default_factory=lambda: ["clean", "pgd20"])
     """clean | pgd20 | autoattack | corruptions"""
     pgd: AttackConfig = field(default_factory=lambda: AttackConfig(steps=20))
+    """PGD evaluation attack (CE, eval mode, uniform random start): 20 steps of 2/255, eps 8/255."""
+    limit: int = 0
+    """Evaluate clean / PGD on the first ``limit`` test images only (0 = the whole test split)."""
     autoattack_n_ex: int = 0
     """Evaluate AutoAttack on the first n test images only (0 = all)."""
+    autoattack_version: str = "standard"
+    """standard | plus | rand (AutoAttack's versions)."""
     corruptions_root: str = ""
-    """Folder with CIFAR-10-C / CIFAR-100-C style .npy files."""
+    """Folder with CIFAR-10-C / CIFAR-100-C style files: <corruption>.npy + labels.npy."""
+    corruptions: list[str] = field(default_factory=list)
+    """Corruptions to evaluate (empty = the 15 standard ones)."""
+    severities: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    corruptions_n_ex: int = 0
+    """Images per corruption and severity (0 = all, 10,000 for CIFAR-10-C)."""
     batch_size: int = 256
+    seed: int = 1
+    """Seed of the PGD random starts (the ACL code seeds 1 before its test loop)."""
 
     def validate(self) -> None:
         for a in self.attacks:
             _in("eval.attacks entry", a, ("clean", "pgd20", "autoattack", "corruptions"))
+        for c in self.corruptions:
+            _in("eval.corruptions entry", c, CORRUPTIONS)
+        _check(all(1 <= s <= 5 for s in self.severities) and len(self.severities) > 0,
+               "eval.severities must be a non-empty list of values in 1..5")
+        _in("eval.autoattack_version", self.autoattack_version, ("standard", "plus", "rand"))
+        _check(self.limit >= 0 and self.autoattack_n_ex >= 0 and self.corruptions_n_ex >= 0,
+               "eval.limit, eval.autoattack_n_ex and eval.corruptions_n_ex must be >= 0")
+        _check(self.batch_size > 0, "eval.batch_size must be > 0")
         self.pgd.validate("eval.pgd")
 
 
@@ -340,4 +394,7 @@ class RunConfig:
         for section in ("data", "augment", "model", "train", "selection", "finetune", "eval",
                         "slurm"):
             getattr(self, section).validate()
+        _check(self.selection.method != "rcs" or self.data.val_fraction > 0,
+               "selection.method=rcs needs a validation split U: set data.val_fraction > 0 "
+               "(e.g. 0.01, as published)")
         return self
