@@ -1,6 +1,15 @@
 """Evaluate an exported classifier: clean accuracy, PGD-20, AutoAttack, common corruptions.
 
-  rcs eval --checkpoint runs/x/finetune/slf.pt --attacks clean,pgd20,autoattack
+The checkpoint is a classifier written by `rcs finetune` (<run>/finetune/<mode>/classifier.pt)
+or a supervised (SAT) pretraining checkpoint. The test split of the fine-tuning dataset is used
+unless --dataset / --set data.* say otherwise. Results go to eval.json and eval.md beside the
+checkpoint (or in --out); a fine-tuning folder's results.json is updated too, so `rcs report`
+shows later evaluations (e.g. AutoAttack run on a GPU node).
+
+  rcs eval --checkpoint runs/x/finetune/slf/classifier.pt
+  rcs eval --checkpoint runs/x/finetune/slf/classifier.pt --attacks autoattack --n-ex 1000
+  rcs eval --checkpoint runs/x/finetune/aff/classifier.pt --attacks corruptions \\
+           --corruptions-root /data/CIFAR-10-C
 """
 
 from __future__ import annotations
@@ -12,15 +21,96 @@ from rcs.cli.main import add_config_args
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_args(p)
-    p.add_argument("--checkpoint", required=True, help="fine-tuned classifier checkpoint (.pt)")
-    p.add_argument("--attacks", default="clean,pgd20",
-                   help="comma-separated: clean, pgd20, autoattack, corruptions")
-    p.add_argument("--n-ex", type=int, default=0,
+    p.add_argument("--checkpoint", required=True,
+                   help="fine-tuned classifier checkpoint (.pt) written by `rcs finetune`")
+    p.add_argument("--attacks", default=None,
+                   help="comma-separated: clean, pgd20, autoattack, corruptions "
+                        "(default: eval.attacks, i.e. clean,pgd20)")
+    p.add_argument("--n-ex", type=int, default=None,
                    help="evaluate AutoAttack on the first N test images only (0 = all)")
+    p.add_argument("--dataset", default=None,
+                   help="evaluate on this dataset's test split (sets data.name; default: the "
+                        "fine-tuning dataset)")
+    p.add_argument("--corruptions-root", default=None, metavar="DIR",
+                   help="folder of CIFAR-10-C / CIFAR-100-C files (<corruption>.npy, labels.npy)")
+
+
+def eval_config(meta: dict, args: argparse.Namespace):
+    from rcs.config import DataConfig, RunConfig, from_dict
+    from rcs.config.loader import apply_overrides, read_yaml
+    from rcs.finetune.runner import _merge
+
+    data = dict(meta.get("config") or {})
+    if args.dataset and args.dataset != data.get("data", {}).get("name"):
+        from rcs.config import to_dict
+
+        data["data"] = to_dict(DataConfig(name=args.dataset))
+    if args.config:
+        data = _merge(data, read_yaml(args.config))
+    overrides = list(args.overrides or [])
+    if args.device:
+        overrides.append(f"device={args.device}")
+    if args.attacks is not None:
+        overrides.append(f"eval.attacks=[{args.attacks}]")
+    if args.n_ex is not None:
+        overrides.append(f"eval.autoattack_n_ex={args.n_ex}")
+    if args.corruptions_root is not None:
+        overrides.append(f"eval.corruptions_root={args.corruptions_root}")
+    return from_dict(RunConfig, apply_overrides(data, overrides)).validate()
 
 
 def run(args: argparse.Namespace) -> int:
-    from rcs.errors import NotAvailableError
+    import copy
+    import json
+    from pathlib import Path
 
-    raise NotAvailableError("`rcs eval` is not available yet in this version (the evaluation "
-                            "engine is tracked in issue 5)")
+    from rcs.cli.common import print_table, write_json
+    from rcs.data import build_dataset
+    from rcs.errors import DataError
+    from rcs.evaluate import evaluate, headline
+    from rcs.finetune import load_classifier
+    from rcs.utils.device import resolve_device
+
+    ckpt = Path(args.checkpoint)
+    clf, meta = load_classifier(ckpt)
+    cfg = eval_config(meta, args)
+    device = resolve_device(cfg.device)
+    test_cfg = copy.deepcopy(cfg.data)
+    test_cfg.limit = 0
+    test_set = build_dataset(test_cfg, split="test")
+    if test_set.labels is not None and test_set.num_classes > meta["num_classes"]:
+        raise DataError(f"the test set has {test_set.num_classes} classes but the classifier "
+                        f"predicts {meta['num_classes']}; evaluate on the fine-tuning dataset")
+    print(f"[eval] {ckpt} on {test_set.name} ({len(test_set)} images): "
+          f"{', '.join(cfg.eval.attacks)}")
+    results = evaluate(clf, test_set, cfg.eval, cfg.eval.attacks, device)
+    results["checkpoint"] = str(ckpt)
+    results["headline"] = headline(results)
+    rows = []
+    for a in cfg.eval.attacks:
+        r = results[a]
+        acc = r.get("accuracy")
+        rows.append({"evaluation": a, "accuracy (%)": "-" if acc is None else 100 * acc,
+                     "n": r.get("n", r.get("n_per_severity", "-")),
+                     "seconds": results["seconds"][a],
+                     "note": r.get("message", "") if acc is None else ""})
+    out = Path(args.out) if args.out else ckpt.parent
+    out.mkdir(parents=True, exist_ok=True)
+    print()
+    text = print_table(rows)
+    if "corruptions" in results and "per_severity" in results["corruptions"]:
+        sev = results["corruptions"]["per_severity"]
+        print()
+        text += "\n\n" + print_table([{"severity": s, "accuracy (%)": 100 * v}
+                                      for s, v in sev.items()])
+    write_json(out / "eval.json", results)
+    (out / "eval.md").write_text(text + "\n")
+    ft_results = ckpt.parent / "results.json"
+    if ft_results.is_file() and not args.out:
+        merged = json.loads(ft_results.read_text())
+        merged.setdefault("eval", {}).update({a: results[a] for a in cfg.eval.attacks})
+        merged["eval"].setdefault("seconds", {}).update(results["seconds"])
+        merged["headline"] = headline(merged["eval"])
+        write_json(ft_results, merged)
+    print(f"\n[eval] results written to {out / 'eval.json'} and {out / 'eval.md'}")
+    return 0

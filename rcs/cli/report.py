@@ -1,6 +1,11 @@
 """Collect the results of several runs into a markdown table and PNG plots.
 
-  rcs report runs/acl_rcs runs/acl_random --out report/
+For each run folder: pretraining time (train + selection seconds from summary.json), the
+selection time, and SA / RA of every fine-tuning mode found under finetune*/<mode>/results.json
+(written by `rcs finetune`, extended by `rcs eval`). Writes report.md (table, settings, figures),
+report.json, robust_vs_time.png and training_curves.png into --out.
+
+  rcs report runs/acl_rcs runs/acl_random runs/acl_full --out report/
 """
 
 from __future__ import annotations
@@ -14,7 +19,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rcs.errors import NotAvailableError
+    from rcs.report import make_report
 
-    raise NotAvailableError("`rcs report` is not available yet in this version (tracked in "
-                            "issue 5); each run's metrics.jsonl and summary.json hold its results")
+    report = make_report(args.runs, args.out)
+    print(report.table)
+    print()
+    for kind, path in report.files.items():
+        print(f"[report] {kind}: {path}")
+    return 0

@@ -202,7 +202,8 @@ def save_config(cfg: RunConfig, path: str | Path) -> Path:
     return path
 
 
-def describe_config(cls: type = RunConfig, prefix: str = "") -> list[tuple[str, str, str]]:
+def describe_config(cls: type = RunConfig, prefix: str = "",
+                    instance: Any = None) -> list[tuple[str, str, str]]:
     """(key, default, doc) for every leaf key, for ``--help`` listings."""
     import ast
     import inspect
@@ -219,11 +220,11 @@ def describe_config(cls: type = RunConfig, prefix: str = "") -> list[tuple[str, 
         pass
     rows = []
     hints = typing.get_type_hints(cls)
-    default = cls()
+    default = cls() if instance is None else instance
     for f in dataclasses.fields(cls):
         key = f"{prefix}{f.name}"
-        if dataclasses.is_dataclass(hints[f.name]):
-            rows += describe_config(hints[f.name], key + ".")
+        if dataclasses.is_dataclass(hints[f.name]):  # the parent's default (e.g. PGD-20 steps)
+            rows += describe_config(hints[f.name], key + ".", getattr(default, f.name))
         else:
             rows.append((key, repr(getattr(default, f.name)), docs.get(f.name, "")))
     return rows

@@ -1,0 +1,154 @@
+"""Fine-tune a pretraining checkpoint in one or more modes, evaluate, and write the results.
+
+Layout written under ``out`` (by default ``<run>/finetune``, or ``<run>/finetune-<dataset>``
+when transferring to another dataset)::
+
+    config.yaml                 the resolved fine-tuning config
+    <mode>/classifier.pt        the exported single-BN classifier (weights only, atomic)
+    <mode>/metrics.jsonl        one record per epoch (loss, lr, seconds)
+    <mode>/state.pt             epoch-end state; a re-run resumes from it
+    <mode>/results.json         settings, timings, loss curve, evaluation, headline SA / RA
+    results.json, results.md    every mode of this call in one table
+
+Each mode starts again from the pretrained checkpoint with its own settings (no carry-over).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rcs.config import DataConfig, RunConfig, from_dict, save_config, to_dict
+from rcs.config.loader import apply_overrides, read_yaml
+from rcs.data import build_dataset
+from rcs.errors import ConfigError
+from rcs.finetune.aff import finetune_aff
+from rcs.finetune.checkpoint import Pretrained, save_classifier
+from rcs.finetune.linear import finetune_linear
+from rcs.finetune.protocol import MODES, resolve_mode
+from rcs.utils.atomic import atomic_write_text
+from rcs.utils.device import resolve_device
+
+
+def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in child.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def finetune_config(pre: Pretrained, config_path: str | None = None,
+                    overrides: list[str] | None = None, dataset: str | None = None) -> RunConfig:
+    """The pretraining run's config, with the downstream data and the user's settings on top.
+
+    ``dataset`` (when it differs from the pretraining data) replaces the data section by that
+    dataset's defaults (set ``data.root`` with an override). The labelled ``train`` split is used
+    unless ``data.split`` is overridden. Then the YAML file, then the ``--set`` overrides.
+    """
+    data = to_dict(pre.cfg)
+    if dataset and dataset != pre.cfg.data.name:
+        data["data"] = to_dict(DataConfig(name=dataset))
+    data["data"]["split"] = "train"
+    if config_path:
+        data = _merge(data, read_yaml(config_path))
+    data = apply_overrides(data, list(overrides or []))
+    return from_dict(RunConfig, data).validate()
+
+
+def default_out(pre: Pretrained, cfg: RunConfig) -> Path:
+    same = cfg.data.name == pre.cfg.data.name and cfg.data.root == pre.cfg.data.root
+    return pre.run_dir / ("finetune" if same else f"finetune-{cfg.data.name}")
+
+
+def _pretrain_info(pre: Pretrained) -> dict[str, Any]:
+    info: dict[str, Any] = {"checkpoint": str(pre.path), "method": pre.method,
+                            "selector": pre.cfg.selection.method,
+                            "fraction": pre.cfg.selection.fraction, "complete": pre.complete}
+    summary = pre.run_dir / "summary.json"
+    if summary.is_file():
+        s = json.loads(summary.read_text())
+        for k in ("train_seconds", "select_seconds", "epochs", "device", "world_size"):
+            info[k] = s.get(k)
+    return info
+
+
+def run_finetune(pre: Pretrained, cfg: RunConfig, modes: list[str], out: Path,
+                 attacks: list[str] | None = None, resume: bool = True,
+                 log: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
+    """Fine-tune ``modes`` in order, evaluate each exported classifier on the test split with
+    ``attacks`` (default ``cfg.eval.attacks``; ``[]`` skips evaluation), write the files."""
+    from rcs.evaluate import evaluate, headline
+
+    for m in modes:
+        if m not in MODES:
+            raise ConfigError(f"fine-tuning mode {m!r} is not one of {', '.join(MODES)}")
+    attacks = cfg.eval.attacks if attacks is None else attacks
+    if "corruptions" in attacks and not cfg.eval.corruptions_root:  # fail before training
+        raise ConfigError("corruption evaluation needs eval.corruptions_root (a folder with "
+                          "CIFAR-10-C style <corruption>.npy + labels.npy files)")
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.finetune.seed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    train_set = build_dataset(cfg.data, split=cfg.data.split)
+    num_classes = train_set.num_classes
+    indices = torch.arange(len(train_set)).numpy()
+    test_set = None
+    if attacks:
+        test_cfg = copy.deepcopy(cfg.data)
+        test_cfg.limit = 0  # data.limit cuts the training split; eval.limit cuts the test split
+        test_set = build_dataset(test_cfg, split="test")
+    all_results: dict[str, dict[str, Any]] = {}
+    for mode in modes:
+        settings = resolve_mode(cfg.finetune, mode, pre.method, cfg.data.name)
+        mdir = out / mode
+        log(f"[finetune] {mode.upper()} on {train_set.name} ({len(train_set)} images, "
+            f"{num_classes} classes): {settings.epochs} epochs, lr {settings.lr}, batch "
+            f"{settings.batch_size}, milestones {list(settings.milestones)} -> {mdir}")
+        if mode == "aff":
+            clf, fit, _ = finetune_aff(pre, cfg, settings, train_set, indices, num_classes,
+                                       device, mdir, resume)
+        else:
+            clf, fit = finetune_linear(pre, cfg, settings, train_set, indices, num_classes,
+                                       device, mdir, resume)
+        res: dict[str, Any] = {
+            "mode": mode, "dataset": cfg.data.name, "train_split": train_set.name,
+            "num_classes": num_classes, "branch": cfg.finetune.branch,
+            "settings": settings.as_dict(), "finetune_seconds": fit.seconds,
+            "final_loss": fit.final_loss, "losses": fit.losses, "resumed_from": fit.resumed_from,
+            "pretrain": _pretrain_info(pre), "model_selection": "last epoch"}
+        save_classifier(mdir / "classifier.pt", clf, cfg.model, num_classes,
+                        {"mode": mode, "branch": cfg.finetune.branch, "config": to_dict(cfg)})
+        if attacks:
+            res["eval"] = evaluate(clf, test_set, cfg.eval, attacks, device, log=log)
+            res["headline"] = headline(res["eval"])
+        atomic_write_text(mdir / "results.json",
+                          json.dumps(res, indent=2, sort_keys=True, default=str))
+        all_results[mode] = res
+    atomic_write_text(out / "results.json",
+                      json.dumps(all_results, indent=2, sort_keys=True, default=str))
+    atomic_write_text(out / "results.md", results_table(all_results) + "\n")
+    return all_results
+
+
+def _fmt(v: Any) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def results_table(results: dict[str, dict[str, Any]]) -> str:
+    """Markdown table: one row per mode with SA, PGD-20 RA, AutoAttack RA, corruption acc."""
+    lines = ["| mode | epochs | lr | SA (%) | RA PGD-20 (%) | RA AutoAttack (%) | CA (%) | "
+             "fine-tune s |", "|---|---|---|---|---|---|---|---|"]
+    for mode, r in results.items():
+        h = r.get("headline", {})
+        lines.append(f"| {mode.upper()} | {r['settings']['epochs']} | {r['settings']['lr']} | "
+                     f"{_fmt(h.get('SA'))} | {_fmt(h.get('RA_pgd20'))} | "
+                     f"{_fmt(h.get('RA_autoattack'))} | {_fmt(h.get('CA'))} | "
+                     f"{r['finetune_seconds']:.1f} |")
+    return "\n".join(lines)

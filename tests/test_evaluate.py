@@ -1,0 +1,277 @@
+"""rcs.evaluate: clean / PGD-20 accuracy, third-party attack interop, AutoAttack bridge,
+CIFAR-10-C style corruption files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rcs.config.schema import AttackConfig, EvalConfig
+from rcs.data import ImageDataset
+from rcs.errors import DataError
+from rcs.evaluate import (
+    autoattack_available,
+    clean_accuracy,
+    corruption_accuracy,
+    evaluate,
+    load_corruption,
+    pgd_accuracy,
+)
+
+EPS, ALPHA = 8 / 255, 2 / 255
+
+
+class TinyCNN(nn.Module):
+    """A plain (non-robust) CNN: [0, 1] NCHW -> logits."""
+
+    def __init__(self, classes: int = 10):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 3, padding=1, stride=2),
+            nn.ReLU(), nn.Flatten(), nn.Linear(4 * 16 * 16, classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def faint_patterns(n: int, seed: int, amplitude: float = 0.04) -> ImageDataset:
+    """Uniform noise in [0.25, 0.75] plus a faint per-class +-amplitude pixel pattern: easy to
+    learn from all pixels together, and an 8/255 perturbation per pixel can erase it."""
+    patterns = np.random.default_rng(123).choice([-1.0, 1.0], size=(10, 32, 32, 3))
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 10, n)
+    x = rng.uniform(0.25, 0.75, (n, 32, 32, 3)) + amplitude * patterns[y]
+    return ImageDataset(np.clip(np.round(255 * x), 0, 255).astype(np.uint8), y.astype(np.int64),
+                        name=f"faint-{seed}")
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A tiny CNN trained with clean CE until it is accurate: a deliberately non-robust model."""
+    torch.manual_seed(0)
+    train, test = faint_patterns(1024, seed=0), faint_patterns(200, seed=1)
+    x = torch.from_numpy(train.images).permute(0, 3, 1, 2).float() / 255
+    y = torch.from_numpy(train.labels)
+    model = TinyCNN()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(8):
+        perm = torch.randperm(len(x), generator=g)
+        for s in range(0, len(x), 64):
+            idx = perm[s:s + 64]
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+    return model, test
+
+
+class TorchattacksStylePGD:
+    """Minimal torchattacks-style attack (``atk(images, labels)``): it only calls ``model(x)``."""
+
+    def __init__(self, model, eps=8 / 255, alpha=2 / 255, steps=10, random_start=True):
+        self.model, self.eps, self.alpha, self.steps = model, eps, alpha, steps
+        self.random_start = random_start
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        was_training = self.model.training
+        self.model.eval()
+        images = images.clone().detach()
+        adv = images.clone().detach()
+        if self.random_start:
+            adv = (adv + torch.empty_like(adv).uniform_(-self.eps, self.eps)).clamp(0, 1)
+        for _ in range(self.steps):
+            adv.requires_grad = True
+            cost = nn.CrossEntropyLoss()(self.model(adv), labels)
+            grad = torch.autograd.grad(cost, adv)[0]
+            adv = adv.detach() + self.alpha * grad.sign()
+            delta = torch.clamp(adv - images, min=-self.eps, max=self.eps)
+            adv = torch.clamp(images + delta, min=0, max=1).detach()
+        self.model.train(was_training)
+        return adv
+
+
+def test_pgd20_collapses_a_non_robust_model_and_never_beats_clean(trained):
+    model, test = trained
+    clean = clean_accuracy(model, test, batch_size=64)
+    assert clean["n"] == len(test) == 200
+    assert clean["accuracy"] > 0.9, "the tiny CNN should learn the classes"
+    rob = pgd_accuracy(model, test, AttackConfig(eps=EPS, alpha=ALPHA, steps=20), batch_size=64)
+    assert rob["accuracy"] <= clean["accuracy"]
+    assert rob["accuracy"] < 0.25 * clean["accuracy"], (clean, rob)
+    # eps = 0 (and no steps) change nothing: accuracy equals the clean accuracy exactly
+    zero = pgd_accuracy(model, test, AttackConfig(eps=0.0, alpha=ALPHA, steps=20), batch_size=64)
+    assert zero["accuracy"] == clean["accuracy"]
+    none = pgd_accuracy(model, test, AttackConfig(eps=EPS, alpha=ALPHA, steps=0), batch_size=64)
+    assert none["accuracy"] == clean["accuracy"]
+
+
+def test_clean_accuracy_matches_a_direct_computation(trained):
+    model, test = trained
+    x = torch.from_numpy(test.images).permute(0, 3, 1, 2).double() / 255
+    with torch.no_grad():
+        direct = (model.double()(x).argmax(1).numpy() == test.labels).mean()
+    model.float()
+    assert clean_accuracy(model, test, batch_size=37)["accuracy"] == pytest.approx(direct)
+
+
+def test_pgd_matches_a_torchattacks_style_attack_without_random_start(trained):
+    """Same eps, alpha, steps and no random start: the same examples and the same accuracy."""
+    from rcs.attacks import objectives, pgd
+
+    model, test = trained
+    eps, alpha, steps = 1.5 / 255, 0.5 / 255, 3  # a weak attack: accuracy strictly in (0, clean)
+    atk_cfg = AttackConfig(eps=eps, alpha=alpha, steps=steps, random_start=False)
+    ours = pgd_accuracy(model, test, atk_cfg, batch_size=50)
+    x = torch.from_numpy(test.images).permute(0, 3, 1, 2).float() / 255
+    y = torch.from_numpy(test.labels)
+    adv = torch.cat([TorchattacksStylePGD(model, eps, alpha, steps, random_start=False)(
+        x[s:s + 50], y[s:s + 50]) for s in range(0, len(x), 50)])
+    with torch.no_grad():
+        theirs = (model(adv).argmax(1) == y).float().mean().item()
+        clean = (model(x).argmax(1) == y).float().mean().item()
+    assert 0.0 < theirs < clean
+    assert ours["accuracy"] == pytest.approx(theirs, abs=1.5 / len(y))
+    ours_adv = pgd(objectives.cross_entropy(model, y[:50]), x[:50], eps, alpha, steps,
+                   random_start=False, model=model)
+    assert torch.allclose(ours_adv, adv[:50], atol=1e-6)
+
+
+def test_third_party_attack_runs_on_the_exported_classifier():
+    """The exported single-BN classifier needs nothing but ``model(x)`` with x in [0, 1]."""
+    from rcs.config.schema import ModelConfig
+    from rcs.models import build_model, export_classifier
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(width=4, blocks=[1], head_dim=8, num_classes=10),
+                        classifier=True)
+    clf = export_classifier(model, "pgd")
+    x = torch.rand(6, 3, 32, 32)
+    y = torch.randint(0, 10, (6,))
+    clf.train()  # the attack must cope with (and restore) the mode itself
+    adv = TorchattacksStylePGD(clf, steps=3)(x, y)
+    assert clf.training
+    assert adv.shape == x.shape and adv.min() >= 0 and adv.max() <= 1
+    assert (adv - x).abs().max() <= EPS + 1e-6
+    clf.eval()
+    with torch.no_grad():
+        assert torch.allclose(clf(x), model.eval().logits(x, "pgd"), atol=1e-5)
+
+
+@pytest.mark.skipif(not autoattack_available(), reason="AutoAttack package not installed "
+                    "(pip install 'rcs-toolkit[autoattack]')")
+def test_autoattack_bridge_on_a_non_robust_model(trained):
+    model, test = trained
+    cfg = EvalConfig(autoattack_n_ex=24, batch_size=64)
+    res = evaluate(model, test, cfg, ["clean", "autoattack"], log=lambda s: None)
+    aa = res["autoattack"]
+    assert aa["n"] == 24 and aa["version"] == "standard" and aa["eps"] == pytest.approx(EPS)
+    assert aa["max_perturbation"] <= EPS + 1e-5
+    assert aa["accuracy"] <= aa["clean_accuracy"]
+    assert aa["accuracy"] < 0.25 * aa["clean_accuracy"]
+
+
+def test_missing_autoattack_is_a_message_not_a_crash(trained, monkeypatch):
+    import rcs.evaluate.autoattack as bridge
+
+    monkeypatch.setattr(bridge, "PACKAGES", ("rcs_no_such_autoattack_package",))
+    model, test = trained
+    msgs = []
+    res = evaluate(model, test, EvalConfig(autoattack_n_ex=8), ["clean", "autoattack"],
+                   log=msgs.append)
+    assert res["autoattack"]["available"] is False
+    assert "pip install" in res["autoattack"]["message"]
+    assert any("autoattack skipped" in m for m in msgs)
+    assert res["clean"]["accuracy"] > 0.9
+
+
+def test_sanity_check_flags_probabilities_and_0031(trained):
+    from rcs.evaluate import sanity_check
+
+    model, test = trained
+    x = torch.rand(4, 3, 32, 32)
+    probs = nn.Sequential(model, nn.Softmax(dim=1))
+    with pytest.warns(UserWarning):
+        msgs = sanity_check(probs, x, 0.031)
+    assert any("probabilities" in m for m in msgs) and any("8/255" in m for m in msgs)
+
+
+# ------------------------------------------------------------------ common corruptions
+class MeanIntensityModel(nn.Module):
+    """Predicts the class whose centre (c + 0.5) / C is closest to the image's mean pixel."""
+
+    def __init__(self, classes: int = 4):
+        super().__init__()
+        self.register_buffer("centres", (torch.arange(classes) + 0.5) / classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = x.mean(dim=(1, 2, 3))[:, None]
+        return -(m - self.centres) ** 2
+
+
+N_PER_SEV, CLASSES = 20, 4
+# correct images per (corruption, severity): accuracy = k / 20
+KNOWN = {"fog": [20, 15, 10, 5, 0], "snow": [18, 12, 9, 3, 1]}
+
+
+def _value(cls: int) -> int:
+    return int(round(255 * (cls + 0.5) / CLASSES))
+
+
+@pytest.fixture()
+def cifar_c(tmp_path):
+    """A hand-made CIFAR-10-C style folder: <corruption>.npy uint8 [5*20, 32, 32, 3] + labels."""
+    labels = np.tile(np.arange(N_PER_SEV) % CLASSES, 5).astype(np.int64)  # real layout: 5*N
+    np.save(tmp_path / "labels.npy", labels)
+    for name, ks in KNOWN.items():
+        arr = np.zeros((5 * N_PER_SEV, 32, 32, 3), np.uint8)
+        for s, k in enumerate(ks):
+            for i in range(N_PER_SEV):
+                y = labels[s * N_PER_SEV + i]
+                cls = y if i < k else (y + 1) % CLASSES
+                arr[s * N_PER_SEV + i] = _value(cls)
+        np.save(tmp_path / f"{name}.npy", arr)
+    return tmp_path
+
+
+def test_corruption_accuracy_per_severity_and_mean(cifar_c):
+    res = corruption_accuracy(MeanIntensityModel(CLASSES), cifar_c, list(KNOWN), batch_size=7)
+    for name, ks in KNOWN.items():
+        for s, k in enumerate(ks, start=1):
+            assert res["per_corruption"][name][str(s)] == pytest.approx(k / N_PER_SEV)
+    for s in range(1, 6):
+        want = np.mean([KNOWN[c][s - 1] / N_PER_SEV for c in KNOWN])
+        assert res["per_severity"][str(s)] == pytest.approx(want)
+    total = np.mean([k / N_PER_SEV for ks in KNOWN.values() for k in ks])
+    assert res["accuracy"] == pytest.approx(total)
+    assert res["n_per_severity"] == N_PER_SEV
+
+
+def test_corruption_subset_n_ex_and_severities(cifar_c):
+    res = corruption_accuracy(MeanIntensityModel(CLASSES), cifar_c, ["fog"], severities=[2, 4],
+                              n_ex=10)
+    # fog severity 2: the first 15 of 20 are correct -> the first 10 all are; severity 4: 5/10
+    assert res["per_corruption"]["fog"] == {"2": 1.0, "4": 0.5}
+    assert res["accuracy"] == pytest.approx(0.75)
+    x, y = load_corruption(cifar_c, "snow", 5, n_ex=3)
+    assert x.shape == (3, 32, 32, 3) and x.dtype == np.uint8 and list(y) == [0, 1, 2]
+
+
+def test_corruption_labels_of_length_n_are_accepted(cifar_c):
+    np.save(cifar_c / "labels.npy", np.arange(N_PER_SEV) % CLASSES)
+    res = corruption_accuracy(MeanIntensityModel(CLASSES), cifar_c, ["snow"])
+    assert res["per_corruption"]["snow"]["2"] == pytest.approx(12 / 20)
+
+
+def test_corruption_files_missing_or_malformed_are_clear(cifar_c):
+    with pytest.raises(DataError, match="gaussian_noise.npy"):
+        corruption_accuracy(MeanIntensityModel(CLASSES), cifar_c)  # the 15 standard ones
+    np.save(cifar_c / "fog.npy", np.zeros((7, 32, 32, 3), np.uint8))
+    with pytest.raises(DataError, match="severities 1-5 stacked"):
+        corruption_accuracy(MeanIntensityModel(CLASSES), cifar_c, ["fog"])
+    with pytest.raises(DataError, match="does not exist"):
+        corruption_accuracy(MeanIntensityModel(CLASSES), cifar_c / "nope", ["fog"])
