@@ -58,9 +58,10 @@ def test_errors_are_one_clear_line(capsys):
     assert "Traceback" not in err and len(err.splitlines()) == 1
 
 
-def test_not_yet_available_commands_say_so(capsys, tmp_path):
-    assert main(["submit", "train"]) == 2
-    assert "not available yet" in capsys.readouterr().err
+def test_submit_checks_settings_before_submitting(capsys, tmp_path):
+    assert main(["submit", "train", "--out", str(tmp_path), "--nodes", "0"]) == 2
+    assert "slurm.nodes=0 must be > 0" in capsys.readouterr().err
+    assert not (tmp_path / "slurm").exists()  # nothing was submitted
 
 
 def test_select_with_missing_checkpoint_is_clear(capsys, tmp_path):

@@ -5,6 +5,7 @@
     delta_0 ~ U(-eps, eps)                  (random_start; not clamped into [0, 1], as in ACL)
     delta_0 = 0.001 * N(0, 1)               (trades_start; TRADES / RCS-ImageNet style)
     delta_0 = 0                              (neither)
+    delta_0 <- clamp(x + delta_0, 0, 1) - x  (only when start_clamp=True; RoCL clamps its start)
     repeat `steps` times:
         delta <- delta + alpha * sign(grad_delta loss_fn(x + delta))
         delta <- clamp(delta, -eps, eps)
@@ -63,18 +64,20 @@ def attack_mode(model: ModelArg) -> Iterator[None]:
 
 
 def _start(x: torch.Tensor, eps: float, random_start: bool, trades_start: bool,
-           generator: torch.Generator | None) -> torch.Tensor:
+           generator: torch.Generator | None, start_clamp: bool = False) -> torch.Tensor:
     if trades_start:
-        return 0.001 * torch.empty_like(x).normal_(generator=generator)
-    if random_start:
-        return torch.empty_like(x).uniform_(-eps, eps, generator=generator)
-    return torch.zeros_like(x)
+        delta = 0.001 * torch.empty_like(x).normal_(generator=generator)
+    elif random_start:
+        delta = torch.empty_like(x).uniform_(-eps, eps, generator=generator)
+    else:
+        return torch.zeros_like(x)
+    return (x + delta).clamp_(0.0, 1.0) - x if start_clamp else delta
 
 
 def pgd(loss_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, eps: float,
         alpha: float, steps: int, random_start: bool = True,
         generator: torch.Generator | None = None, model: ModelArg = None, project: bool = True,
-        trades_start: bool = False) -> torch.Tensor:
+        trades_start: bool = False, start_clamp: bool = False) -> torch.Tensor:
     """L-inf PGD maximising ``loss_fn(x_adv)``; returns detached ``x_adv`` (see module doc).
 
     Args:
@@ -88,6 +91,8 @@ def pgd(loss_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, eps: f
         model: module(s) to hold in eval mode with frozen parameters during the attack.
         project: clamp ``x + delta`` into the [0, 1] pixel box after every step (the eps-ball
             projection is always applied).
+        start_clamp: clamp the random start ``x + delta_0`` into [0, 1] before the first step
+            (RoCL); ACL does not.
     """
     if steps < 0 or eps < 0 or alpha < 0:
         raise ValueError(f"pgd needs steps, eps, alpha >= 0, got {steps}, {eps}, {alpha}")
@@ -98,7 +103,7 @@ def pgd(loss_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, eps: f
     if x.dtype not in (torch.float32, torch.float64):
         x = x.float()
     with attack_mode(model), torch.enable_grad():
-        delta = _start(x, eps, random_start, trades_start, generator)
+        delta = _start(x, eps, random_start, trades_start, generator, start_clamp)
         for _ in range(steps):
             delta.requires_grad_(True)
             loss = loss_fn(x + delta)

@@ -12,6 +12,7 @@ Writes <run>/finetune/<mode>/{classifier.pt,results.json,metrics.jsonl} and
   rcs finetune --checkpoint runs/x/checkpoint.pt --mode all
   rcs finetune --checkpoint runs/x/checkpoint.pt --dataset cifar100 --set data.root=/data/c100
   rcs finetune --checkpoint runs/x/checkpoint.pt --mode aff --set finetune.aff.epochs=25
+  rcs finetune --checkpoint runs/x/checkpoint.pt --label-fraction 0.01   # 1 % of the labels
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--attacks", default=None,
                    help="evaluations after each mode, comma-separated from clean, pgd20, "
                         "autoattack, corruptions (default: eval.attacks); 'none' skips them")
+    p.add_argument("--label-fraction", type=float, default=None, metavar="F",
+                   help="fine-tune with a class-balanced, seeded fraction of the labelled "
+                        "training images, e.g. 0.01 or 0.1 (sets finetune.label_fraction; output "
+                        "goes to <run>/finetune-labels<F>)")
     p.add_argument("--resume", default="auto", choices=["auto", "none"],
                    help="auto: continue an unfinished mode from its state.pt; none: start over")
 
@@ -53,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides or [])
     if args.device:
         overrides.append(f"device={args.device}")
+    if args.label_fraction is not None:
+        overrides.append(f"finetune.label_fraction={args.label_fraction}")
     cfg = finetune_config(pre, args.config, overrides, args.dataset)
     modes = list(MODES) if args.mode == "all" else ([args.mode] if args.mode
                                                      else list(cfg.finetune.modes))

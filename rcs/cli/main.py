@@ -21,9 +21,13 @@ COMMANDS = {
     "eval": ("rcs.cli.evaluate", "evaluate a classifier: clean, PGD-20, AutoAttack, corruptions"),
     "submit": ("rcs.cli.submit", "send a train/select/finetune/eval job to SLURM via submitit"),
     "report": ("rcs.cli.report", "collect results of runs into a table and plots"),
+    "compare": ("rcs.cli.compare", "compare selectors at an equal budget (pretrain, SLF, PGD-20)"),
     "demo": ("rcs.cli.demo", "run the whole pipeline on a small built-in dataset"),
     "config": ("rcs.cli.config", "show the resolved config or list every config key"),
 }
+
+LAUNCHABLE = ("train", "select", "finetune", "eval")
+"""Commands that take the SLURM option set (``--slurm``; see ``rcs submit --help``)."""
 
 EPILOG = """\
 examples:
@@ -63,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=textwrap.dedent(
             mod.__doc__ or help_text), formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
+        if name in LAUNCHABLE:  # the `--slurm` option set: submit instead of running here
+            from rcs.launch.cli import add_slurm_args
+
+            add_slurm_args(p)
         p.set_defaults(_run=mod.run)
     return parser
 
@@ -71,12 +79,19 @@ def main(argv: list[str] | None = None) -> int:
     from rcs.errors import RCSError
 
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
         return 0
     try:
-        result = args._run(args)
+        result = None
+        if args.command in LAUNCHABLE:
+            from rcs.launch.cli import dispatch
+
+            result = dispatch(args, argv)  # None: no --slurm, run here
+        if result is None:
+            result = args._run(args)
     except RCSError as e:
         if os.environ.get("RCS_DEBUG"):
             raise

@@ -1,13 +1,16 @@
 """Pretrain a robust encoder: full-data warm-up, then a coreset re-selected every F epochs.
 
-Methods: acl, air, dynacl, sat (train.method). Selectors: full, random, rcs and the baselines
-(selection.method). The run folder gets config.yaml (resolved), metrics.jsonl, checkpoint.pt
-(atomic; written every epoch and on SIGTERM/SIGUSR1), coresets/epoch_*.npz and summary.json.
+Methods (train.method, see --method): acl, dynacl, air, dynacl_air, sat, advcl, rocl, byorl,
+tikhonov; train.tikhonov_lambda > 0 adds the contrastive input-gradient penalty to any of them.
+Selectors: full, random, rcs and the baselines (selection.method). The run folder gets
+config.yaml (resolved), metrics.jsonl, checkpoint.pt (atomic; written every epoch and on
+SIGTERM/SIGUSR1), coresets/epoch_*.npz and summary.json.
 Running the same command again resumes from checkpoint.pt exactly (same coreset, same RNG).
 Multi-process: torchrun --nproc_per_node N -m rcs.cli.main train ... (gloo on CPU, nccl on GPU).
 
   rcs train --config configs/tiny/cifar10_acl_rcs.yaml
   rcs train --config configs/cifar10_acl_rcs.yaml --set selection.fraction=0.1 --out runs/k01
+  rcs train --config configs/tiny/cifar10_rocl_rcs.yaml       # RoCL (single BN) + RCS
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from rcs.cli.main import add_config_args
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_args(p)
+    from rcs.methods.catalog import method_help
+
     p.add_argument("--method", default=None,
-                   help="pretraining method (sets train.method): acl | air | dynacl | sat")
+                   help=f"pretraining method (sets train.method): {method_help()}")
     p.add_argument("--selector", default=None,
                    help="coreset selector (sets selection.method): full | random | rcs | ...")
     p.add_argument("--fraction", type=float, default=None,

@@ -102,8 +102,13 @@ class ModelConfig:
     widen: int = 10
     """WRN widen factor."""
     head: str = "acl3"
-    """acl3 (512-512-512 MLP, BN after each layer) | mlp2 (ImageNet 2-layer) | none"""
+    """acl3 (512-512-512 MLP, BN after each layer) | mlp2 (ImageNet 2-layer) | advcl (AdvCL:
+    512-512-BN-128, one BN shared by the branches) | rocl (RoCL: 512-2048-128, no BN) | byol
+    (BYOL/BYORL: 512-4096-BN-256) | none"""
     head_dim: int = 512
+    """Output dim of the head (ACL 512, AdvCL/RoCL 128, BYOL 256)."""
+    head_hidden: int = 0
+    """Hidden width of the head; 0 = the head's default (the feature dim; rocl 2048, byol 4096)."""
     bn_names: list[str] = field(default_factory=lambda: ["normal", "pgd"])
     normalize: str = "imagenet"
     """Input normalisation inside the model: imagenet | cifar10 | none"""
@@ -112,7 +117,8 @@ class ModelConfig:
 
     def validate(self) -> None:
         _in("model.arch", self.arch, ("resnet18", "resnet34", "resnet50", "wrn28_10", "wrn"))
-        _in("model.head", self.head, ("acl3", "mlp2", "none"))
+        _in("model.head", self.head, ("acl3", "mlp2", "advcl", "rocl", "byol", "none"))
+        _check(self.head_hidden >= 0, "model.head_hidden must be >= 0 (0 = the head's default)")
         _in("model.normalize", self.normalize, ("imagenet", "cifar10", "none"))
         _check(self.width > 0, "model.width must be > 0")
         _check(all(b > 0 for b in self.blocks), "model.blocks entries must be > 0")
@@ -139,7 +145,8 @@ class AttackConfig:
 @dataclass
 class TrainConfig:
     method: str = "acl"
-    """acl | air | dynacl | sat (more methods register themselves)"""
+    """acl | dynacl | air | dynacl_air | sat | advcl | rocl | byorl | tikhonov (see `rcs train
+    --help` for references; methods registered by user code work too)"""
     epochs: int = 1000
     batch_size: int = 512
     optimizer: str = "lars"
@@ -159,6 +166,41 @@ class TrainConfig:
     """corrected (true KLs) | faithful (the published code's probability-as-input KL)"""
     dynacl_period: int = 50
     """DynACL: strength drops by 0.05 every ``dynacl_period`` epochs (scaled to 1000 epochs)."""
+    tikhonov_lambda: float = 0.0
+    """Contrastive Tikhonov penalty weight λ: L + (λ/2) Σ_k (‖∇_{x̃_2k-1} L‖² + ‖∇_{x̃_2k} L‖²)/2
+    by double back-propagation. 0 = off; > 0 adds it to any method's loss (over every image the
+    method's forward sees); method tikhonov needs it (published values 0.1, 1, 10)."""
+    advcl_clusters: list[int] = field(default_factory=lambda: [2, 10, 50, 100, 500])
+    """AdvCL: k-means cluster counts, one pseudo-label head each (capped at the dataset size)."""
+    advcl_ce_weight: float = 0.2
+    """AdvCL: weight of the pseudo-label cross-entropy term."""
+    advcl_base_temperature: float = 0.07
+    """AdvCL: SupCon base temperature (the contrastive loss is scaled by T / T_base = 7.14)."""
+    advcl_radius: float = 8.0
+    """AdvCL: FFT high-pass radius r: frequencies closer than r to the centre are removed."""
+    advcl_attack_mode: str = "train"
+    """AdvCL attack BN mode: train (published: batch statistics; the attack forwards update the
+    running statistics) | eval (running statistics, frozen, like ACL)."""
+    advcl_pseudo_every: int = 100
+    """AdvCL: recompute the pseudo-labels from the current model every N epochs (0 = only once,
+    at the start). Ignored with advcl_pseudo_checkpoint (computed once from that model)."""
+    advcl_pseudo_checkpoint: str = ""
+    """AdvCL: an rcs pretraining checkpoint whose encoder gives the k-means features (e.g. a
+    standard contrastive model, as the published ImageNet-feature clusters); empty = the
+    current model."""
+    advcl_pseudo_branch: str = "normal"
+    """AdvCL: BN branch of the encoder whose features are clustered."""
+    advcl_kmeans_iters: int = 20
+    """AdvCL: FAISS k-means iterations (seeded by the run seed: deterministic)."""
+    advcl_weak_padding: int = 4
+    """AdvCL: weak view = random crop with this zero padding + horizontal flip."""
+    rocl_lambda: float = 256.0
+    """RoCL: the adversarial pair term NTX(adv, t2) is weighted 1 / rocl_lambda."""
+    byorl_tau: float = 0.996
+    """BYORL: base EMA rate of the target network, τ = 1 - (1 - τ_base)(cos(π p) + 1)/2 at run
+    progress p (samples seen / planned), as in BYOL."""
+    byorl_pred_hidden: int = 0
+    """BYORL: hidden width of the predictor (0 = that of the projector head)."""
     amp: str = "auto"
     """auto (bf16 on GPU, off on CPU) | bf16 | off"""
     channels_last: bool = True
@@ -180,6 +222,20 @@ class TrainConfig:
         _check(self.lr > 0, "train.lr must be > 0")
         _check(self.temperature > 0, "train.temperature must be > 0")
         _in("train.air_variant", self.air_variant, ("corrected", "faithful"))
+        _check(self.tikhonov_lambda >= 0, "train.tikhonov_lambda must be >= 0 (0 = off)")
+        _check(len(self.advcl_clusters) > 0 and all(k >= 2 for k in self.advcl_clusters),
+               f"train.advcl_clusters={self.advcl_clusters} must be a non-empty list of cluster "
+               "counts >= 2 (published [2, 10, 50, 100, 500])")
+        _check(self.advcl_ce_weight >= 0, "train.advcl_ce_weight must be >= 0")
+        _check(self.advcl_base_temperature > 0, "train.advcl_base_temperature must be > 0")
+        _check(self.advcl_radius >= 0, "train.advcl_radius must be >= 0")
+        _in("train.advcl_attack_mode", self.advcl_attack_mode, ("train", "eval"))
+        _check(self.advcl_pseudo_every >= 0, "train.advcl_pseudo_every must be >= 0")
+        _check(self.advcl_kmeans_iters > 0, "train.advcl_kmeans_iters must be > 0")
+        _check(self.advcl_weak_padding >= 0, "train.advcl_weak_padding must be >= 0")
+        _check(self.rocl_lambda > 0, "train.rocl_lambda must be > 0")
+        _check(0.0 <= self.byorl_tau <= 1.0, "train.byorl_tau must be in [0, 1]")
+        _check(self.byorl_pred_hidden >= 0, "train.byorl_pred_hidden must be >= 0")
         _in("train.amp", self.amp, ("auto", "bf16", "off"))
         _check(self.lr_warmup_epochs >= 0, "train.lr_warmup_epochs must be >= 0")
         self.attack.validate("train.attack")
@@ -275,7 +331,7 @@ class FinetuneConfig:
     """Modes run by `rcs finetune` without --mode: slf | alf | aff."""
     protocol: str = "auto"
     """Published settings that fill unset mode values: auto (from the checkpoint's train.method) |
-    acl | air | dynacl | dynacl_air | none (every mode value must then be set)."""
+    acl | air | dynacl | dynacl_air | advcl | none (every mode value must then be set)."""
     slf: FinetuneModeConfig = field(default_factory=FinetuneModeConfig)
     alf: FinetuneModeConfig = field(default_factory=FinetuneModeConfig)
     aff: FinetuneModeConfig = field(default_factory=FinetuneModeConfig)
@@ -290,13 +346,18 @@ class FinetuneConfig:
     """BN branch of the pretrained encoder that is exported and fine-tuned."""
     padding: int = 4
     """Fine-tuning augmentation: random crop with this zero padding, then a horizontal flip."""
+    label_fraction: float = 1.0
+    """Share of the labelled training split used (1.0, 0.1, 0.01 in the label-efficiency
+    experiments): round(fraction * N) images, class-balanced, drawn with finetune.seed."""
     seed: int = 0
 
     def validate(self) -> None:
         for m in self.modes:
             _in("finetune.modes entry", m, ("slf", "alf", "aff"))
         _in("finetune.protocol", self.protocol,
-            ("auto", "acl", "air", "dynacl", "dynacl_air", "none"))
+            ("auto", "acl", "air", "dynacl", "dynacl_air", "advcl", "none"))
+        _check(0.0 < self.label_fraction <= 1.0,
+               f"finetune.label_fraction={self.label_fraction} must be in (0, 1] (e.g. 0.01 = 1%)")
         for m in ("slf", "alf", "aff"):
             getattr(self, m).validate(f"finetune.{m}")
         _check(self.trades_beta >= 0, "finetune.trades_beta must be >= 0")

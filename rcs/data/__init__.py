@@ -5,7 +5,8 @@ Public API (see docs/CONTRACTS.md):
 * :class:`ImageDataset` - uint8 NHWC images (in RAM or memory-mapped) + int64 labels;
 * :func:`build_dataset` / :func:`train_val_split` - a dataset from a ``DataConfig``;
 * :func:`index_batches` - deterministic, rank-sharded index batches for an epoch;
-* :class:`Augment` / :func:`to_float` - batched SimCLR/ACL augmentation on the device.
+* :class:`Augment` / :func:`to_float` - batched SimCLR/ACL augmentation on the device;
+* :func:`high_pass` - FFT high-pass filter (AdvCL's high-frequency view).
 
 Datasets (``data.name``; the layout expected under ``data.root``):
 
@@ -27,6 +28,7 @@ from rcs.data.augment import Augment, to_float
 from rcs.data.batches import index_batches
 from rcs.data.build import build_dataset, train_val_split
 from rcs.data.dataset import ImageDataset
+from rcs.data.frequency import high_pass
 
-__all__ = ["Augment", "ImageDataset", "build_dataset", "index_batches", "to_float",
+__all__ = ["Augment", "ImageDataset", "build_dataset", "high_pass", "index_batches", "to_float",
            "train_val_split"]

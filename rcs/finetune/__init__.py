@@ -5,6 +5,7 @@
 * :func:`resolve_mode` - each mode's epochs / lr / batch / milestones from the config or from
   the published protocol of the pretraining method (no carry-over between modes);
 * :func:`run_finetune` - modes in order, evaluation, JSON results (what ``rcs finetune`` runs);
+* :func:`label_fraction_subset` - the class-balanced, seeded 1 % / 10 % label subsets;
 * :func:`load_classifier` / :func:`save_classifier` - the exported classifier's checkpoint.
 """
 
@@ -20,14 +21,22 @@ from rcs.finetune.checkpoint import (
     pretrained_model,
     save_classifier,
 )
+from rcs.finetune.labels import label_fraction_subset
 from rcs.finetune.linear import finetune_linear, linear_classifier
 from rcs.finetune.loop import FitResult, fit, lr_at
 from rcs.finetune.protocol import MODES, PROTOCOLS, ModeSettings, resolve_mode
-from rcs.finetune.runner import default_out, finetune_config, results_table, run_finetune
+from rcs.finetune.runner import (
+    default_out,
+    finetune_config,
+    resolve_branch,
+    results_table,
+    run_finetune,
+)
 
 __all__ = [
     "MODES", "PROTOCOLS", "FitResult", "ModeSettings", "Pretrained", "build_classifier",
     "crop_flip", "default_out", "finetune_aff", "finetune_config", "finetune_linear", "fit",
-    "linear_classifier", "load_classifier", "load_pretrained", "lr_at", "pretrained_model",
-    "resolve_mode", "results_table", "run_finetune", "save_classifier",
+    "label_fraction_subset", "linear_classifier", "load_classifier", "load_pretrained", "lr_at",
+    "pretrained_model", "resolve_branch", "resolve_mode", "results_table", "run_finetune",
+    "save_classifier",
 ]

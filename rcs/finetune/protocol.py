@@ -12,11 +12,15 @@ acl, sat        25 ep, lr 0.01, milestones 10,20    100 ep, milestones 40,60
 air (ACL-AIR)   SLF lr 0.005, ALF lr 0.01; 25 ep    100 ep, milestones 40,60
 dynacl          25 ep, lr 0.01, milestones 10,20    25 ep, milestones 15,20
 dynacl_air      SLF 5 ep; ALF 25 ep; lr 0.01        25 ep, milestones 15,20
+advcl           25 ep, lr 0.01, milestones 15,20    25 ep, milestones 15,20
 ==============  ==================================  =====================================
 
 On CIFAR-100 the linear modes use lr 0.05 (``rcs_reference.md`` §3.1). ``sat`` (supervised
-PGD-AT) has no published RobustSSL row; it uses the ACL row. Optimiser: SGD, momentum 0.9,
-weight decay 2e-4, lr x0.1 after each milestone epoch.
+PGD-AT) has no published RobustSSL row; it uses the ACL row. ``advcl`` is the RobustSSL-Benchmark
+row of AdvCL (the Benchmark also fine-tunes it with ``--dualBN 0``: set
+``finetune.aff_dual_bn: false``, as configs/cifar10_advcl_rcs.yaml does). RoCL, BYORL and the
+Tikhonov method have no published row in this protocol; they use the ACL row. Optimiser: SGD,
+momentum 0.9, weight decay 2e-4, lr x0.1 after each milestone epoch.
 """
 
 from __future__ import annotations
@@ -37,9 +41,12 @@ PROTOCOLS: dict[str, dict[str, dict[str, object]]] = {
     "air": {"slf": {**LINEAR, "lr": 0.005}, "alf": LINEAR, "aff": AFF_LONG},
     "dynacl": {"slf": LINEAR, "alf": LINEAR, "aff": AFF_SHORT},
     "dynacl_air": {"slf": {**LINEAR, "epochs": 5}, "alf": LINEAR, "aff": AFF_SHORT},
+    "advcl": {"slf": {**LINEAR, "milestones": [15, 20]}, "alf": {**LINEAR, "milestones": [15, 20]},
+              "aff": AFF_SHORT},
 }
 METHOD_PROTOCOL = {"acl": "acl", "sat": "acl", "air": "air", "dynacl": "dynacl",
-                   "dynacl_air": "dynacl_air"}
+                   "dynacl_air": "dynacl_air", "advcl": "advcl", "rocl": "acl", "byorl": "acl",
+                   "tikhonov": "acl"}
 """Which published row a pretraining ``train.method`` uses under ``finetune.protocol=auto``."""
 
 LINEAR_LR_BY_DATASET = {"cifar100": 0.05}

@@ -29,6 +29,7 @@ from rcs.data import build_dataset
 from rcs.errors import ConfigError
 from rcs.finetune.aff import finetune_aff
 from rcs.finetune.checkpoint import Pretrained, save_classifier
+from rcs.finetune.labels import label_fraction_subset
 from rcs.finetune.linear import finetune_linear
 from rcs.finetune.protocol import MODES, resolve_mode
 from rcs.utils.atomic import atomic_write_text
@@ -61,8 +62,27 @@ def finetune_config(pre: Pretrained, config_path: str | None = None,
 
 
 def default_out(pre: Pretrained, cfg: RunConfig) -> Path:
+    """``<run>/finetune``, ``<run>/finetune-<dataset>`` for another dataset, with
+    ``-labels<fraction>`` appended when only a fraction of the labels is used."""
     same = cfg.data.name == pre.cfg.data.name and cfg.data.root == pre.cfg.data.root
-    return pre.run_dir / ("finetune" if same else f"finetune-{cfg.data.name}")
+    name = "finetune" if same else f"finetune-{cfg.data.name}"
+    if cfg.finetune.label_fraction < 1.0:
+        name += f"-labels{cfg.finetune.label_fraction:g}"
+    return pre.run_dir / name
+
+
+def resolve_branch(cfg: RunConfig, pre: Pretrained, log: Callable[[str], None] = print) -> str:
+    """Set ``cfg.finetune.branch`` to a branch the pretrained model has: the configured one, or
+    the only one of a single-BN model (RoCL, BYORL, Tikhonov); ConfigError otherwise."""
+    names = list(pre.cfg.model.bn_names)
+    if cfg.finetune.branch not in names:
+        if len(names) != 1:
+            raise ConfigError(f"finetune.branch={cfg.finetune.branch!r} is not a BN branch of the "
+                              f"pretrained model ({names}); set finetune.branch to one of them")
+        log(f"[finetune] single-BN model: exporting its only branch {names[0]!r} "
+            f"(finetune.branch={cfg.finetune.branch!r} does not exist there)")
+        cfg.finetune.branch = names[0]
+    return cfg.finetune.branch
 
 
 def _pretrain_info(pre: Pretrained) -> dict[str, Any]:
@@ -91,6 +111,7 @@ def run_finetune(pre: Pretrained, cfg: RunConfig, modes: list[str], out: Path,
     if "corruptions" in attacks and not cfg.eval.corruptions_root:  # fail before training
         raise ConfigError("corruption evaluation needs eval.corruptions_root (a folder with "
                           "CIFAR-10-C style <corruption>.npy + labels.npy files)")
+    resolve_branch(cfg, pre, log)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.finetune.seed)
     out = Path(out)
@@ -98,7 +119,15 @@ def run_finetune(pre: Pretrained, cfg: RunConfig, modes: list[str], out: Path,
     save_config(cfg, out / "config.yaml")
     train_set = build_dataset(cfg.data, split=cfg.data.split)
     num_classes = train_set.num_classes
-    indices = torch.arange(len(train_set)).numpy()
+    fraction = cfg.finetune.label_fraction
+    if fraction < 1.0:
+        if train_set.labels is None:
+            raise ConfigError("finetune.label_fraction < 1 needs a labelled training split")
+        indices = label_fraction_subset(train_set.labels, fraction, cfg.finetune.seed)
+        log(f"[finetune] label fraction {fraction:g}: {len(indices)} of {len(train_set)} "
+            "labelled images (class-balanced)")
+    else:
+        indices = torch.arange(len(train_set)).numpy()
     test_set = None
     if attacks:
         test_cfg = copy.deepcopy(cfg.data)
@@ -108,7 +137,7 @@ def run_finetune(pre: Pretrained, cfg: RunConfig, modes: list[str], out: Path,
     for mode in modes:
         settings = resolve_mode(cfg.finetune, mode, pre.method, cfg.data.name)
         mdir = out / mode
-        log(f"[finetune] {mode.upper()} on {train_set.name} ({len(train_set)} images, "
+        log(f"[finetune] {mode.upper()} on {train_set.name} ({len(indices)} images, "
             f"{num_classes} classes): {settings.epochs} epochs, lr {settings.lr}, batch "
             f"{settings.batch_size}, milestones {list(settings.milestones)} -> {mdir}")
         if mode == "aff":
@@ -119,7 +148,8 @@ def run_finetune(pre: Pretrained, cfg: RunConfig, modes: list[str], out: Path,
                                        device, mdir, resume)
         res: dict[str, Any] = {
             "mode": mode, "dataset": cfg.data.name, "train_split": train_set.name,
-            "num_classes": num_classes, "branch": cfg.finetune.branch,
+            "label_fraction": fraction, "n_train": len(indices), "num_classes": num_classes,
+            "branch": cfg.finetune.branch,
             "settings": settings.as_dict(), "finetune_seconds": fit.seconds,
             "final_loss": fit.final_loss, "losses": fit.losses, "resumed_from": fit.resumed_from,
             "pretrain": _pretrain_info(pre), "model_selection": "last epoch"}

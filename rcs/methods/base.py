@@ -3,6 +3,22 @@
 A method receives the *wrapped* model (``forward``: one call that may run several branches, so
 DDP sees exactly one forward per step) and the raw model (for attacks, which must not go through
 DDP). It never steps the optimizer; the trainer does.
+
+Hooks the trainer calls, in order (all optional; the defaults do nothing):
+
+* ``setup(ctx)`` once, after the model is built and before a resume: returns extra modules
+  (``name -> nn.Module``; e.g. BYORL's predictor and EMA target network, AdvCL's pseudo-label
+  heads). The trainer moves them to the device, puts them inside the DDP forward (``forward``
+  calls may use them, see :class:`MultiForward`), trains the parameters that require grad with
+  the model's optimizer, and saves / restores them with the checkpoint (``extras``).
+* ``state_dict()`` / ``load_state_dict(state)``: the method's own state (tensors and plain
+  values, e.g. AdvCL's pseudo-labels), saved in the checkpoint (``method``) so a resume is exact.
+* ``on_epoch_start(epoch, augment)`` before every epoch (also a resumed one).
+* ``prepare_batch(idx)`` with the dataset indices of the next batch, then ``step(...)``.
+* ``after_step(progress)`` after each optimizer step; ``progress`` = samples seen / planned.
+
+With ``train.tikhonov_lambda > 0``, :func:`build_method` wraps the method in
+:class:`TikhonovPenalty`, which adds the input-gradient penalty to its loss.
 """
 
 from __future__ import annotations
@@ -10,8 +26,10 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -27,28 +45,55 @@ class StepOutput:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class RunContext:
+    """What :meth:`Method.setup` gets from the trainer: the raw model, the training dataset
+    (``get_batch(idx)``), the device, the distributed environment and the run folder."""
+
+    model: nn.Module
+    dataset: Any
+    device: torch.device
+    env: Any = None
+    out_dir: Path | None = None
+
+
+OUTPUTS = ("proj", "features", "logits")
+
+
 class MultiForward(nn.Module):
     """``forward([(x, bn, what), ...])`` -> list of outputs, in ONE module call.
 
-    ``what`` is ``proj`` (head output), ``features`` or ``logits``. Wrapping this in DDP gives
-    one synchronised forward per step even when a method runs several BN branches.
+    ``what`` is ``proj`` (head output), ``features`` or ``logits``, optionally followed by
+    ``:<extra>`` to apply one of the method's extra modules to that output (e.g.
+    ``proj:predictor`` = ``extras['predictor'](model(x, bn))``). Wrapping this in DDP gives one
+    synchronised forward per step even when a method runs several BN branches, and keeps the
+    gradients of trained extra modules synchronised too.
     """
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, extras: nn.ModuleDict | None = None):
         super().__init__()
         self.model = model
+        self.extras = extras if extras is not None else nn.ModuleDict()
 
-    def forward(self, calls: list[tuple[torch.Tensor, str, str]]) -> list[torch.Tensor]:
+    def forward(self, calls: list[tuple[torch.Tensor, str, str]]) -> list[Any]:
         out = []
         for x, bn, what in calls:
-            if what == "proj":
-                out.append(self.model(x, bn))
-            elif what == "features":
-                out.append(self.model.features(x, bn))
-            elif what == "logits":
-                out.append(self.model.logits(x, bn))
+            base, _, extra = what.partition(":")
+            if base == "proj":
+                y = self.model(x, bn)
+            elif base == "features":
+                y = self.model.features(x, bn)
+            elif base == "logits":
+                y = self.model.logits(x, bn)
             else:
-                raise ValueError(f"unknown output '{what}'")
+                raise ValueError(f"unknown output '{what}': use one of {', '.join(OUTPUTS)}, "
+                                 "optionally followed by ':<extra module>'")
+            if extra:
+                if extra not in self.extras:
+                    raise ValueError(f"output '{what}': no extra module '{extra}' (this method "
+                                     f"has {sorted(self.extras) or 'none'})")
+                y = self.extras[extra](y)
+            out.append(y)
         return out
 
 
@@ -62,14 +107,31 @@ class Method:
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
 
+    def setup(self, ctx: RunContext) -> dict[str, nn.Module]:
+        """Called once by the trainer; returns extra modules (see the module docstring)."""
+        return {}
+
     def on_epoch_start(self, epoch: int, augment: Any) -> dict[str, float]:
         """Hook for per-epoch schedules (DynACL's augmentation strength). Returns metrics."""
         return {}
+
+    def prepare_batch(self, idx: np.ndarray) -> None:
+        """Dataset indices of the batch the next :meth:`step` gets (AdvCL's pseudo-labels)."""
 
     def step(self, forward: nn.Module, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None,
              augment: Any, generator: torch.Generator) -> StepOutput:
         """Loss of one batch. ``x`` is uint8 [B,3,H,W] on the device, ``y`` labels or None."""
         raise NotImplementedError
+
+    def after_step(self, progress: float) -> None:
+        """After each optimizer step (BYORL's EMA); ``progress`` in [0, 1] of the run."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Method state for the checkpoint (tensors / plain values only)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` from a checkpoint."""
 
     def selection_loss(self) -> str:
         """Which per-sample loss RCS uses for this method's gradients: acl | air | sat."""
@@ -87,17 +149,47 @@ def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
     return deco
 
 
-_BUILTIN = ("acl", "dynacl", "air", "sat")  # modules registering methods
+_BUILTIN = ("acl", "dynacl", "air", "sat", "advcl", "rocl", "byorl",
+            "tikhonov")  # modules registering methods
+
+
+def method_names() -> list[str]:
+    """Every registered method (the built-in ones and any registered by user code)."""
+    for mod in _BUILTIN:
+        importlib.import_module(f"rcs.methods.{mod}")
+    return sorted(METHODS)
 
 
 def build_method(name: str, cfg: RunConfig) -> Method:
-    for mod in _BUILTIN:
-        importlib.import_module(f"rcs.methods.{mod}")
+    """The method ``name``; wrapped in :class:`TikhonovPenalty` when ``train.tikhonov_lambda >
+    0`` (the ``tikhonov`` method is that wrapper around plain NT-Xent and requires it)."""
+    names = method_names()
     if name not in METHODS:
-        raise ConfigError(f"unknown train.method '{name}'; available: {', '.join(sorted(METHODS))}")
-    return METHODS[name](cfg)
+        raise ConfigError(f"unknown train.method '{name}'; available: {', '.join(names)}")
+    method = METHODS[name](cfg)
+    lam = float(getattr(cfg.train, "tikhonov_lambda", 0.0))
+    if name == "tikhonov" and lam <= 0:
+        raise ConfigError("train.method=tikhonov needs train.tikhonov_lambda > 0 (the published "
+                          "values are 0.1, 1 and 10), e.g. --set train.tikhonov_lambda=1")
+    if lam > 0:
+        from rcs.methods.tikhonov import TikhonovPenalty
+
+        method = TikhonovPenalty(method, lam)
+    return method
 
 
 def interleave(v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:
     """[B,...] x 2 -> [2B,...] with rows (v1[0], v2[0], v1[1], v2[1], ...)."""
     return torch.stack([v1, v2], dim=1).flatten(0, 1)
+
+
+def single_branch(cfg: RunConfig, method: str) -> str:
+    """The one BN branch of a single-BN method (RoCL, BYORL, Tikhonov): the model must have
+    exactly one (``model.bn_names: [normal]``), as published; the fine-tuning exports it."""
+    names = list(cfg.model.bn_names)
+    if len(names) != 1:
+        raise ConfigError(
+            f"train.method={method} trains a single-BN network (as published), but "
+            f"model.bn_names={names}; set model.bn_names=[normal] (e.g. --set "
+            f"'model.bn_names=[normal]'), or use configs/cifar10_{method}_rcs.yaml")
+    return names[0]

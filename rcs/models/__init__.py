@@ -11,7 +11,7 @@ from rcs.models.export import (
     export_encoder,
     single_bn_state_dict,
 )
-from rcs.models.heads import HEADS, ACLHead, MLP2Head
+from rcs.models.heads import HEADS, ACLHead, AdvCLHead, BYOLHead, MLP2Head, RoCLHead
 from rcs.models.model import ARCHS, RobustModel, build_model, register_arch
 from rcs.models.multibn import (
     MultiBatchNorm,
@@ -28,9 +28,10 @@ from rcs.models.wrn import WideResNet
 from rcs.train.checkpoint import load_state_dict_strict
 
 __all__ = [
-    "ARCHS", "HEADS", "NORMALIZATIONS", "ACLHead", "BasicBlock", "Bottleneck", "Classifier",
-    "MLP2Head", "MultiBatchNorm", "NormFactory", "Normalize", "ResNet", "RobustModel",
-    "WideResNet", "branch", "build_model", "build_normalize", "export_classifier",
-    "export_encoder", "load_state_dict_strict", "multi_bn", "multi_bn_layers", "plain_bn",
-    "register_arch", "set_branch", "single_bn_state_dict",
+    "ARCHS", "HEADS", "NORMALIZATIONS", "ACLHead", "AdvCLHead", "BYOLHead", "BasicBlock",
+    "Bottleneck", "Classifier", "MLP2Head", "MultiBatchNorm", "NormFactory", "Normalize",
+    "ResNet", "RoCLHead", "RobustModel", "WideResNet", "branch", "build_model",
+    "build_normalize", "export_classifier", "export_encoder", "load_state_dict_strict",
+    "multi_bn", "multi_bn_layers", "plain_bn", "register_arch", "set_branch",
+    "single_bn_state_dict",
 ]

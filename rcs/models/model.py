@@ -126,7 +126,8 @@ def build_model(cfg: ModelConfig, classifier: bool = False) -> RobustModel:
     if cfg.head != "none":
         if cfg.head_dim <= 0:
             raise ConfigError(f"model.head_dim={cfg.head_dim} must be > 0")
-        head = HEADS[cfg.head](encoder.feature_dim, cfg.head_dim, norm)
+        head = HEADS[cfg.head](encoder.feature_dim, cfg.head_dim, norm,
+                               hidden=cfg.head_hidden or None)
     clf = None
     if classifier:
         if cfg.num_classes <= 0:

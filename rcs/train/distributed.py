@@ -86,6 +86,31 @@ def broadcast_indices(indices: torch.Tensor | None, env: DistEnv,
     return buf.cpu()
 
 
+def broadcast_buffers(module: torch.nn.Module, env: DistEnv) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) into every rank's ``module``.
+
+    DDP broadcasts buffers only at the start of its own forward; code that runs the raw module
+    in eval mode (PGD attacks, selection) would otherwise see each rank's locally updated
+    statistics, which a resume from rank 0's checkpoint cannot reproduce. One collective per
+    dtype (the buffers are flattened together).
+    """
+    if not env.enabled or not dist.is_initialized():
+        return
+    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+    groups: dict[tuple[torch.dtype, torch.device], list[torch.Tensor]] = {}
+    for b in module.buffers():
+        groups.setdefault((b.dtype, b.device), []).append(b)
+    with torch.no_grad():
+        for bufs in groups.values():
+            flat = _flatten_dense_tensors([b.detach() for b in bufs])
+            dist.broadcast(flat, src=0)
+            if env.is_main:
+                continue
+            for b, v in zip(bufs, _unflatten_dense_tensors(flat, bufs)):
+                b.copy_(v)
+
+
 def all_reduce_mean(value: float, env: DistEnv, device: torch.device) -> float:
     if not env.enabled:
         return value

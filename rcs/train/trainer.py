@@ -23,7 +23,7 @@ from rcs.config import RunConfig, save_config, to_dict
 from rcs.data import Augment, build_dataset, index_batches, train_val_split
 from rcs.errors import CheckpointError, NonFiniteLossError
 from rcs.methods import build_method
-from rcs.methods.base import MultiForward
+from rcs.methods.base import MultiForward, RunContext
 from rcs.models import build_model
 from rcs.selection.base import Coreset, SelectionContext, budget, build_selector
 from rcs.selection.sampler import ReselectionSchedule
@@ -38,6 +38,7 @@ from rcs.train.distributed import (
     DistEnv,
     all_reduce_mean,
     barrier,
+    broadcast_buffers,
     broadcast_indices,
     init_distributed,
 )
@@ -61,6 +62,9 @@ class Progress:
     selections: int = 0
     train_seconds: float = 0.0
     select_seconds: float = 0.0
+    selected_epoch: int = 0
+    """Epoch whose coreset is current: a run stopped between a selection and its first batch
+    resumes with that coreset instead of selecting again."""
 
 
 def step_seed(seed: int, epoch: int, batch: int, rank: int) -> int:
@@ -69,10 +73,13 @@ def step_seed(seed: int, epoch: int, batch: int, rank: int) -> int:
 
 class Trainer:
     """Runs ``cfg`` end to end. ``resume``: 'auto' (continue out_dir/checkpoint.pt if present),
-    'none' (start fresh, refusing to overwrite a finished run's checkpoint), or a path."""
+    'none' (start fresh, refusing to overwrite a finished run's checkpoint), or a path.
+    ``stop``: the :class:`StopFlag` whose signals make ``fit`` checkpoint and stop (default
+    SIGTERM and SIGUSR1; the SLURM launcher adds submitit's preemption signal)."""
 
-    def __init__(self, cfg: RunConfig, resume: str = "auto"):
+    def __init__(self, cfg: RunConfig, resume: str = "auto", stop: StopFlag | None = None):
         self.cfg = cfg
+        self.stop_flag = stop
         self.device = resolve_device(cfg.device)
         self.env: DistEnv = init_distributed(self.device.type)
         if self.device.type == "cuda" and self.env.enabled:
@@ -91,15 +98,26 @@ class Trainer:
         self.model = build_model(cfg.model, classifier=self.method.needs_labels).to(self.device)
         if cfg.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.forward: nn.Module = MultiForward(self.model)
+        # method-owned modules (BYORL predictor + EMA target, AdvCL pseudo-label heads): inside
+        # the DDP forward, trained with the model where they require grad, saved in checkpoints
+        self.extras = nn.ModuleDict(self.method.setup(RunContext(
+            self.model, self.dataset, self.device, self.env, self.out))).to(self.device)
+        self.forward: nn.Module = MultiForward(self.model, self.extras)
         if self.env.enabled:
             self.forward = nn.parallel.DistributedDataParallel(
                 self.forward,
                 device_ids=[self.device.index] if self.device.type == "cuda" else None)
         if cfg.train.compile:
             self.forward = torch.compile(self.forward)
-        self.optimizer = build_optimizer(self.model.parameters(), cfg.train)
+        self.optimizer = build_optimizer(
+            [*self.model.parameters(), *(p for p in self.extras.parameters() if p.requires_grad)],
+            cfg.train)
         self.selector = build_selector(cfg.selection.method, cfg)
+        # selectors that can shard their work (RCS: gradients per rank, greedy on rank 0) run
+        # on every rank under DDP; the others run on rank 0 and the result is broadcast
+        self.sharded_selection = self.env.enabled and hasattr(self.selector, "distributed")
+        if self.sharded_selection:
+            self.selector.distributed = True
         self.reselect = ReselectionSchedule.from_config(cfg)
         self.coreset: Coreset | None = None
         self.progress = Progress()
@@ -143,6 +161,10 @@ class Trainer:
             "dataset": {"len": len(self.dataset), "fingerprint": self.dataset.fingerprint()},
             "complete": p.epoch > self.cfg.train.epochs,
         }
+        if len(self.extras):
+            state["extras"] = self.extras.state_dict()
+        if method_state := self.method.state_dict():
+            state["method"] = method_state
         if self.coreset is not None:
             state["coreset"] = coreset_to_state(self.coreset.indices, self.coreset.meta)
         return state
@@ -166,6 +188,10 @@ class Trainer:
             raise CheckpointError(f"checkpoint '{path}' was trained on another dataset "
                                   "(fingerprint differs); use a new --out folder or the same data")
         load_state_dict_strict(self.model, state["model"])
+        if len(self.extras):
+            load_state_dict_strict(self.extras, state.get("extras", {}),
+                                   what=f"modules of method {self.cfg.train.method} (extras)")
+        self.method.load_state_dict(state.get("method", {}))
         self.optimizer.load_state_dict(state["optimizer"])
         self.progress = Progress(**state["progress"])
         set_rng_state(state["rng"])
@@ -178,14 +204,16 @@ class Trainer:
     def select(self, epoch: int) -> None:
         t0 = time.perf_counter()
         coreset = None
-        if self.env.is_main:
+        broadcast_buffers(self.model, self.env)  # every rank selects with rank 0's model
+        if self.env.is_main or self.sharded_selection:
             ctx = SelectionContext(
                 dataset=self.dataset, candidates=self.candidates, val=self.val,
                 fraction=self.cfg.selection.fraction, seed=self.cfg.seed + self.cfg.selection.seed,
                 model=self.model, augment=self.augment, device=self.device, cfg=self.cfg,
                 epoch=epoch)
             coreset = self.selector.select(ctx)
-            coreset.save(self.out / "coresets" / f"epoch_{epoch:04d}.npz")
+            if self.env.is_main:
+                coreset.save(self.out / "coresets" / f"epoch_{epoch:04d}.npz")
         idx = broadcast_indices(torch.from_numpy(coreset.indices) if coreset else None,
                                 self.env, self.device)
         self.coreset = coreset if coreset is not None else Coreset(idx.numpy())
@@ -193,6 +221,7 @@ class Trainer:
         seconds = time.perf_counter() - t0
         self.progress.selections += 1
         self.progress.select_seconds += seconds
+        self.progress.selected_epoch = epoch
         self.logger.log(event="selection", epoch=epoch, method=self.selector.name,
                         size=len(self.coreset), seconds=seconds,
                         timings=self.coreset.meta.get("timings", {}))
@@ -203,7 +232,7 @@ class Trainer:
         if self.env.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.out / "config.yaml")
-        stop = StopFlag().install()
+        stop = (self.stop_flag or StopFlag()).install()
         try:
             while self.progress.epoch <= self.cfg.train.epochs:
                 self._epoch(self.progress.epoch, stop)
@@ -218,7 +247,7 @@ class Trainer:
 
     def _epoch(self, epoch: int, stop: StopFlag) -> None:
         p, cfg = self.progress, self.cfg
-        if p.batch == 0 and self.selects_at(epoch):
+        if p.batch == 0 and self.selects_at(epoch) and p.selected_epoch != epoch:
             self.select(epoch)
         indices = self.coreset.indices if self.uses_coreset(epoch) else self.candidates
         batches = index_batches(indices, cfg.train.batch_size, shuffle=True, seed=cfg.seed,
@@ -263,6 +292,9 @@ class Trainer:
 
     def _step(self, epoch: int, bi: int, idx: np.ndarray) -> float:
         p, cfg = self.progress, self.cfg
+        # the attack runs the raw model in eval mode (running BN statistics): every rank takes
+        # rank 0's, so a run resumed from rank 0's checkpoint continues exactly
+        broadcast_buffers(self.model, self.env)
         x, y = self.dataset.get_batch(idx)
         x = x.to(self.device, non_blocking=True)
         y = y.to(self.device, non_blocking=True) if y is not None else None
@@ -273,6 +305,7 @@ class Trainer:
         set_lr(self.optimizer, self.schedule.lr_at(p.samples_seen + batch_samples))
         autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp
                     else contextlib.nullcontext())
+        self.method.prepare_batch(idx)
         with autocast:
             out = self.method.step(self.forward, self.model, x, y, self.augment, gen)
         loss = out.loss.float()
@@ -285,9 +318,11 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.train.grad_clip > 0:
-            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.train.grad_clip)
+            nn.utils.clip_grad_norm_([q for g in self.optimizer.param_groups for q in g["params"]],
+                                     cfg.train.grad_clip)
         self.optimizer.step()
         p.samples_seen += batch_samples
+        self.method.after_step(min(1.0, p.samples_seen / max(1, self.schedule.total_samples)))
         p.step += 1
         if p.step % cfg.train.log_every == 0:
             self.logger.log(event="step", epoch=epoch, step=p.step, loss=value,

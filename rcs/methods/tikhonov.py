@@ -1,0 +1,120 @@
+"""Contrastive Tikhonov regularisation: the input-gradient penalty, alone or on any method.
+
+``tikhonov`` (the method): plain NT-Xent on two clean augmented views (single BN, no attack)
+plus the penalty of ``rcs.losses.tikhonov``, by double back-propagation::
+
+    L_T = NTX(z) + (lambda / 2) sum_k (||grad_{x~_2k-1} NTX||^2 + ||grad_{x~_2k} NTX||^2) / 2
+
+:class:`TikhonovPenalty` is the wrapper :func:`rcs.methods.base.build_method` puts around any
+method when ``train.tikhonov_lambda > 0``: it hands the method a ``forward`` that records every
+image batch the method feeds the network (as leaves that require grad), and adds
+``(lambda/4) sum_rows ||grad_row L||^2`` over all of them (clean and adversarial views alike) to
+the method's loss. Everything else (hooks, state, extra modules) is the wrapped method's.
+
+Not supported with several processes (the cross-rank gather of the negatives has no second
+derivative) or with ``train.compile`` (double backward through compiled graphs); both are
+refused at start.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from rcs.errors import ConfigError
+from rcs.losses import input_gradient_penalty, nt_xent
+from rcs.methods.base import (
+    Method,
+    RunContext,
+    StepOutput,
+    interleave,
+    register_method,
+    single_branch,
+)
+from rcs.train.distributed import gather_batch
+
+
+@register_method("tikhonov")
+class Tikhonov(Method):
+    """NT-Xent of two clean views; the penalty comes from :class:`TikhonovPenalty`."""
+
+    name = "tikhonov"
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.bn = single_branch(cfg, "tikhonov")
+
+    def step(self, forward, model, x, y, augment, generator) -> StepOutput:
+        v = interleave(augment(x, generator=generator), augment(x, generator=generator))
+        if self.cfg.train.channels_last:
+            v = v.contiguous(memory_format=torch.channels_last)
+        (z,) = forward([(v, self.bn, "proj")])
+        return StepOutput(nt_xent(gather_batch(z), self.cfg.train.temperature))
+
+
+class _RecordingForward:
+    """Calls ``forward`` with every float image batch replaced by a leaf requiring grad."""
+
+    def __init__(self, forward: nn.Module):
+        self.forward = forward
+        self.inputs: list[torch.Tensor] = []
+
+    def __call__(self, calls: list[tuple[torch.Tensor, str, str]]) -> list[Any]:
+        out = []
+        for x, bn, what in calls:
+            if x.is_floating_point():
+                x = x.detach().requires_grad_(True)
+                self.inputs.append(x)
+            out.append((x, bn, what))
+        return self.forward(out)
+
+
+class TikhonovPenalty(Method):
+    """``inner`` + the input-gradient penalty with weight ``lam`` (see the module docstring)."""
+
+    def __init__(self, inner: Method, lam: float):
+        self.inner, self.lam, self.cfg = inner, float(lam), inner.cfg
+        self.name, self.needs_labels = inner.name, inner.needs_labels
+        d = torch.distributed
+        if d.is_available() and d.is_initialized() and d.get_world_size() > 1:
+            raise ConfigError("train.tikhonov_lambda > 0 runs in one process only (the penalty "
+                              "differentiates through the cross-rank gather twice); run without "
+                              "torchrun / DDP or set train.tikhonov_lambda=0")
+        if self.cfg.train.compile:
+            raise ConfigError("train.tikhonov_lambda > 0 needs double backward, which "
+                              "torch.compile does not support; set train.compile=false")
+
+    def setup(self, ctx: RunContext) -> dict[str, nn.Module]:
+        return self.inner.setup(ctx)
+
+    def on_epoch_start(self, epoch: int, augment: Any) -> dict[str, float]:
+        return self.inner.on_epoch_start(epoch, augment)
+
+    def prepare_batch(self, idx: np.ndarray) -> None:
+        self.inner.prepare_batch(idx)
+
+    def after_step(self, progress: float) -> None:
+        self.inner.after_step(progress)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.inner.load_state_dict(state)
+
+    def selection_loss(self) -> str:
+        return self.inner.selection_loss()
+
+    def step(self, forward, model, x, y, augment, generator) -> StepOutput:
+        rec = _RecordingForward(forward)
+        out = self.inner.step(rec, model, x, y, augment, generator)
+        if not rec.inputs:
+            raise RuntimeError(f"method {self.name} fed no image batch to the forward; the "
+                               "Tikhonov penalty has no input to differentiate")
+        penalty = input_gradient_penalty(out.loss, rec.inputs, self.lam)
+        metrics = dict(out.metrics, loss_base=float(out.loss.detach()),
+                       tikhonov=float(penalty.detach()))
+        return StepOutput(out.loss + penalty, metrics)
