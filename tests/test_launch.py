@@ -355,3 +355,18 @@ def test_wrn28_10_configs():
         cfg = load_config(ROOT / "configs" / f"{name}.yaml")
         assert cfg.model.arch == "wrn28_10" and cfg.data.name == "imagenet32"
         assert cfg.selection.store == "disk"  # the gradient store is memory-mapped
+
+
+@pytest.mark.slow
+def test_local_executor_runs_the_job_code_without_a_cluster(tmp_path, capsys, monkeypatch):
+    """`--executor local`: the same pickled RcsJob in 2 local processes (gloo DDP)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("RCS_QUIET", "1")
+    out = tmp_path / "run"
+    sets = [a for kv in TINY + ["selection.warmup_epochs=1", "train.epochs=2"]
+            for a in ("--set", kv)]
+    assert main(["submit", "train", "--executor", "local", "--tasks-per-node", "2",
+                 "--time-min", "10", "--out", str(out), "--wait", *sets]) == 0
+    assert "| acl" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["selections"] == 1

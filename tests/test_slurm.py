@@ -48,7 +48,8 @@ def _cluster_problem() -> str | None:
         except (OSError, subprocess.SubprocessError) as e:
             return f"`{' '.join(cmd)}` failed: {e}"
         if res.returncode != 0 or "DOWN" in res.stdout:
-            return f"`{' '.join(cmd)}` failed: {(res.stderr or res.stdout).strip()[:200]}"
+            text = " ".join((res.stderr or res.stdout).split())
+            return f"`{' '.join(cmd)}` failed: {text[:160]}"
         if cmd[0] == "sinfo" and not any(s.strip().startswith(("idle", "mix", "alloc"))
                                          for s in res.stdout.splitlines()):
             return f"no usable node (sinfo: {res.stdout.strip()!r})"
@@ -155,13 +156,23 @@ def test_train_two_tasks_gloo_returns_metrics(cluster, tmp_path, capsys):
     assert "RANK=1 WORLD_SIZE=2" in rank1
     meta = json.loads((out / "coresets" / "epoch_0002.json").read_text())
     assert meta["meta"]["world_size"] == 2  # the selection was sharded over the 2 ranks
+    # another command through the same path: one selection from the checkpoint, as one task
+    cs = tmp_path / "c.npz"
+    capsys.readouterr()
+    assert main(["select", "--slurm", "--checkpoint", str(out / "checkpoint.pt"), "--fraction",
+                 "0.25", "--out", str(cs), *SLURM, "--tasks-per-node", "2", "--wait"]) == 0
+    text = capsys.readouterr().out
+    assert "one task" in text and "finished (status 0)" in text
+    from rcs.selection import Coreset
+
+    assert len(Coreset.load(cs)) == round(0.25 * 230)
 
 
 def test_preempted_and_timed_out_job_resumes_exactly(cluster, tmp_path):
     """Preempt a 2-task run after its first selection (submitit's interrupt: SIGTERM + USR2),
-    then time it out (USR2 only) after the resume: each time rank 0 checkpoints, the job
-    requeues itself and resumes. Final weights and every coreset equal those of an
-    uninterrupted run."""
+    then signal it as SLURM does before a time limit (USR2 alone) after the resume: each time
+    rank 0 checkpoints, the job requeues itself and resumes. Final weights and every coreset
+    equal those of an uninterrupted run."""
     from rcs.launch.cli import submit
     from rcs.launch.submit import wait_for
 

@@ -420,17 +420,21 @@ class SlurmConfig:
     partition: str = ""
     """SLURM partition (empty: the cluster's default partition)."""
     nodes: int = 1
+    """Nodes; `rcs train` runs one DDP group over all of them (other commands use one task)."""
     gpus_per_node: int = 0
     """GPUs per node (0 = a CPU job); rcs runs one task (one DDP rank) per GPU."""
     tasks_per_node: int = 0
     """Tasks (DDP ranks) per node; 0 = automatic: gpus_per_node with GPUs, else 1."""
     cpus_per_task: int = 2
+    """CPUs per task (per DDP rank)."""
     mem_gb: float = 8.0
     """Memory per node in GB."""
     time_min: int = 60
     """Time limit of one job run in minutes (a timed-out run checkpoints and requeues itself)."""
     account: str = ""
+    """Account charged for the job (empty: the user's default)."""
     qos: str = ""
+    """Quality of service (empty: the default)."""
     constraint: str = ""
     """Node features, e.g. 'a100' or 'volta32gb'."""
     array_parallelism: int = 16

@@ -154,8 +154,8 @@ def executor_parameters(cfg: SlurmConfig, name: str) -> dict[str, Any]:
             params[f"slurm_{key}"] = getattr(cfg, key)
     if cfg.extra_sbatch:
         params["slurm_additional_parameters"] = sbatch_options(cfg.extra_sbatch)
-    if cfg.setup:
-        params["slurm_setup"] = list(cfg.setup)
+    # progress bars redraw at most every 30 s in the log files (unless set otherwise)
+    params["slurm_setup"] = ["export TQDM_MININTERVAL=${TQDM_MININTERVAL:-30}", *cfg.setup]
     return params
 
 
