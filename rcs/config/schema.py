@@ -259,8 +259,9 @@ class SelectionConfig:
     """Step size of the one-step head update inside the greedy."""
     granularity: str = "sample"
     """sample | batch (the published behaviour: candidates are whole minibatches)"""
-    candidate_batch: int = 512
-    """Minibatch size of candidates for granularity=batch, and of the gradient pass."""
+    candidate_batch: int = 0
+    """Candidates per chunk of the gradient pass (the other samples of a chunk are the negatives
+    of each per-sample loss) and per unit for granularity=batch; 0 = train.batch_size."""
     train_attack_steps: int = 1
     val_attack_steps: int = 3
     val_reattack_every: int = 1
@@ -293,7 +294,8 @@ class SelectionConfig:
                                         and self.scope[5:].isdigit()),
                f"selection.scope={self.scope!r} must be 'head' or 'last-<k>'")
         _check(self.sketch_dim > 0, "selection.sketch_dim must be > 0")
-        _check(self.candidate_batch > 1, "selection.candidate_batch must be > 1")
+        _check(self.candidate_batch == 0 or self.candidate_batch > 1,
+               "selection.candidate_batch must be > 1 (or 0 for train.batch_size)")
         _check(self.val_reattack_every > 0, "selection.val_reattack_every must be > 0")
 
 
@@ -513,6 +515,8 @@ class RunConfig:
         for section in ("data", "augment", "model", "train", "selection", "finetune", "eval",
                         "slurm"):
             getattr(self, section).validate()
+        if self.selection.candidate_batch == 0:  # resolved here, so the saved config shows it
+            self.selection.candidate_batch = self.train.batch_size
         _check(self.selection.method != "rcs" or self.data.val_fraction > 0,
                "selection.method=rcs needs a validation split U: set data.val_fraction > 0 "
                "(e.g. 0.01, as published)")

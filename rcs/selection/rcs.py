@@ -110,6 +110,8 @@ class RCSSelector:
                 setattr(sc, k, v)
         if fraction is not None:
             sc.fraction = fraction
+        if sc.candidate_batch == 0:  # library use without a run config
+            sc.candidate_batch = 512
         sc.validate()
         tr = getattr(cfg, "train", None)
         ex = {k: settings.get(k) for k in EXTRA}
