@@ -34,7 +34,8 @@ log = logging.getLogger("rcs.baselines")
 class Settings:
     """What the baselines read from a run config (any field may be overridden by keyword).
 
-    ``batch``: images per forward chunk (``selection.candidate_batch``); ``attack_steps``: PGD
+    ``batch``: images per chunk (``selection.candidate_batch``, 0 = ``train.batch_size``; the
+    other samples of a chunk are the negatives of each per-sample loss); ``attack_steps``: PGD
     steps on the candidates' views (``selection.train_attack_steps``, as RCS); ``sketch_dim``:
     gradient sketch size (``selection.sketch_dim``); ``branch``: BN branch for encoder features
     (``finetune.branch``, default ``'pgd'``: the branch that is exported and fine-tuned);
@@ -59,7 +60,8 @@ class Settings:
         s = cls()
         if cfg is not None:
             sc, tr = cfg.selection, cfg.train
-            s = cls(batch=sc.candidate_batch, attack_steps=sc.train_attack_steps,
+            s = cls(batch=sc.candidate_batch or tr.batch_size,  # 0 = the training batch
+                    attack_steps=sc.train_attack_steps,
                     sketch_dim=sc.sketch_dim, seed=sc.seed, index=sc.index,
                     branch=cfg.finetune.branch, method=tr.method, temperature=tr.temperature,
                     eps=tr.attack.eps, amp=tr.amp,

@@ -4,6 +4,7 @@ a tiny end-to-end comparison (table, JSON, PNG), reuse of finished runs, `rcs co
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -145,6 +146,47 @@ def test_compare_end_to_end_and_reuse(tmp_path, capsys):
     with pytest.raises(ConfigError, match="other settings"):
         run_job(CompareSpec(None, ["random"], [0.25], [0], str(out),
                             overrides=TINY + ["train.epochs=2"]), Job("random", 0.25, 0))
+
+
+def test_finished_runs_survive_new_config_keys_but_not_changed_ones(tmp_path):
+    """A run made before the config schema gained a key is reused (the new key holds its
+    default); a run whose settings differ on a shared key is refused."""
+    from baselines.runs import _config_dict, _hash
+    from rcs.train.checkpoint import load_checkpoint, save_checkpoint
+
+    spec = CompareSpec(None, ["random"], [0.5], [0], str(tmp_path), overrides=TINY,
+                       share_warmup=False)
+    job = Job("random", 0.5, 0)
+    row = run_job(spec, job, log=lambda _: None)
+    run_dir = spec.runs / job.name
+    # rewrite the run as an older rcs would have left it: no 'train.log_every' key yet
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    old_cfg = json.loads(state["config_json"])
+    del old_cfg["train"]["log_every"]
+    state["config_json"] = json.dumps(old_cfg)
+    save_checkpoint(run_dir / "checkpoint.pt", state)
+    old_row = dict(row, settings_hash=_hash(_config_dict(old_cfg), spec))
+    (run_dir / "result.json").write_text(json.dumps(old_row))
+    logs = []
+    again = run_job(spec, job, log=logs.append)
+    assert any("reusing" in m for m in logs) and again["SA"] == row["SA"]
+    # a value that differs on a key both know: refused
+    lr = old_cfg["train"]["lr"]
+    old_cfg["train"]["lr"] = 123.0
+    state["config_json"] = json.dumps(old_cfg)
+    save_checkpoint(run_dir / "checkpoint.pt", state)
+    (run_dir / "result.json").write_text(json.dumps(
+        dict(row, settings_hash=_hash(_config_dict(old_cfg), spec))))
+    with pytest.raises(ConfigError, match="other settings"):
+        run_job(spec, job, log=lambda _: None)
+    # and a new key set away from its default is a different setting too
+    old_cfg["train"]["lr"] = lr
+    state["config_json"] = json.dumps(old_cfg)
+    save_checkpoint(run_dir / "checkpoint.pt", state)
+    (run_dir / "result.json").write_text(json.dumps(old_row))
+    assert run_job(spec, job, log=lambda _: None)["SA"] == row["SA"]
+    with pytest.raises(ConfigError, match="other settings"):
+        run_job(dataclasses.replace(spec, overrides=TINY + ["train.log_every=3"]), job)
 
 
 @pytest.mark.parametrize("executor", [
