@@ -166,6 +166,17 @@ def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def read_yaml_mapping(path: Path, what: str, expected: str) -> dict[str, Any]:
+    """``yaml.safe_load`` of ``path``, which must hold a mapping (``expected`` says which)."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{what} '{path}' is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} '{path}' must hold {expected}")
+    return data
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a config file (following ``base:``) into a plain dict, with clear errors."""
     path = Path(path)
@@ -174,12 +185,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         avail = sorted(p.name for p in configs.glob("*.yaml")) if configs.is_dir() else []
         raise ConfigError(f"config file '{path}' not found."
                           + (f" Configs shipped in {configs}: {', '.join(avail)}" if avail else ""))
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file '{path}' is not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file '{path}' must hold a mapping at the top level")
+    data = read_yaml_mapping(path, "config file", "a mapping at the top level")
     base = data.pop("base", None)
     if base:
         data = _merge(read_yaml(path.parent / base), data)

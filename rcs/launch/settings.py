@@ -14,9 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from rcs.config.loader import from_dict, parse_override, read_yaml
+from rcs.config.loader import from_dict, parse_override, read_yaml, read_yaml_mapping
 from rcs.config.schema import SlurmConfig
 from rcs.errors import ConfigError
 from rcs.launch.errors import LaunchError
@@ -61,12 +59,7 @@ def load_profile(name: str) -> dict[str, Any]:
     """The ``slurm.*`` keys of a profile: a flat mapping of SlurmConfig keys (or nested under
     ``slurm:``); ``description`` is ignored."""
     path = profile_path(name)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"SLURM profile '{path}' is not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"SLURM profile '{path}' must hold a mapping of slurm keys")
+    data = read_yaml_mapping(path, "SLURM profile", "a mapping of slurm keys")
     data = dict(data.get("slurm", data))
     data.pop("description", None)
     data.pop("profile", None)

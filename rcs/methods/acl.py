@@ -11,16 +11,14 @@ from torch import nn
 
 from rcs.attacks import objectives, pgd
 from rcs.losses import acl_loss
-from rcs.methods.base import Method, StepOutput, interleave, register_method
+from rcs.methods.base import Method, StepOutput, paired_views, register_method
 from rcs.train.distributed import gather_batch
 
 
 def contrastive_views(model: nn.Module, x: torch.Tensor, augment, generator: torch.Generator,
                       cfg) -> tuple[torch.Tensor, torch.Tensor]:
     """Two augmented views (interleaved, [2B]) and their contrastive-PGD adversarial versions."""
-    v = interleave(augment(x, generator=generator), augment(x, generator=generator))
-    if cfg.train.channels_last and v.dim() == 4:
-        v = v.contiguous(memory_format=torch.channels_last)
+    v = paired_views(x, augment, generator, cfg)
     a = cfg.train.attack
     loss_fn = objectives.contrastive(lambda t: model(t, "pgd"), cfg.train.temperature)
     v_adv = pgd(loss_fn, v, eps=a.eps, alpha=a.alpha, steps=a.steps,

@@ -183,6 +183,15 @@ def interleave(v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:
     return torch.stack([v1, v2], dim=1).flatten(0, 1)
 
 
+def paired_views(x: torch.Tensor, augment: Any, generator: torch.Generator,
+                 cfg: RunConfig) -> torch.Tensor:
+    """Two augmented views of every image, interleaved ([2B]); channels_last when configured."""
+    v = interleave(augment(x, generator=generator), augment(x, generator=generator))
+    if cfg.train.channels_last:
+        v = v.contiguous(memory_format=torch.channels_last)
+    return v
+
+
 def single_branch(cfg: RunConfig, method: str) -> str:
     """The one BN branch of a single-BN method (RoCL, BYORL, Tikhonov): the model must have
     exactly one (``model.bn_names: [normal]``), as published; the fine-tuning exports it."""

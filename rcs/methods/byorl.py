@@ -33,7 +33,7 @@ from rcs.methods.base import (
     Method,
     RunContext,
     StepOutput,
-    interleave,
+    paired_views,
     register_method,
     single_branch,
 )
@@ -84,10 +84,8 @@ class BYORL(Method):
         return {"predictor": self.predictor, "target": self.target}
 
     def step(self, forward, model, x, y, augment, generator) -> StepOutput:
-        t, a = self.cfg.train, self.cfg.train.attack
-        v = interleave(augment(x, generator=generator), augment(x, generator=generator))
-        if t.channels_last:
-            v = v.contiguous(memory_format=torch.channels_last)
+        a = self.cfg.train.attack
+        v = paired_views(x, augment, generator, self.cfg)
         target, predictor = self.target, self.predictor
         with torch.no_grad():
             target.train()

@@ -30,7 +30,7 @@ from rcs.methods.base import (
     Method,
     RunContext,
     StepOutput,
-    interleave,
+    paired_views,
     register_method,
     single_branch,
 )
@@ -48,9 +48,7 @@ class Tikhonov(Method):
         self.bn = single_branch(cfg, "tikhonov")
 
     def step(self, forward, model, x, y, augment, generator) -> StepOutput:
-        v = interleave(augment(x, generator=generator), augment(x, generator=generator))
-        if self.cfg.train.channels_last:
-            v = v.contiguous(memory_format=torch.channels_last)
+        v = paired_views(x, augment, generator, self.cfg)
         (z,) = forward([(v, self.bn, "proj")])
         return StepOutput(nt_xent(gather_batch(z), self.cfg.train.temperature))
 
