@@ -80,11 +80,10 @@ class Settings:
 
 def candidates(ctx: SelectionContext) -> tuple[np.ndarray, int]:
     """Sorted candidate ids without any validation id, and the number to select."""
-    val = np.asarray(ctx.val, dtype=np.int64).reshape(-1)
-    cand = np.setdiff1d(np.asarray(ctx.candidates, dtype=np.int64), val)
+    cand, k = ctx.selectable()
     if len(cand) == 0:
         raise CoresetError("no candidates left to select from (all are validation images)")
-    return cand, int(min(ctx.budget, len(cand)))
+    return cand, k
 
 
 def rng_for(ctx: SelectionContext, s: Settings, salt: int) -> np.random.Generator:

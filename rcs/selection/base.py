@@ -129,6 +129,13 @@ class SelectionContext:
     def budget(self) -> int:
         return budget(self.fraction, len(self.candidates))
 
+    def selectable(self) -> tuple[np.ndarray, int]:
+        """Sorted candidate ids minus any validation id (a selector never returns one), and
+        the number to pick: ``budget``, capped by how many remain."""
+        cand = np.setdiff1d(np.asarray(self.candidates, dtype=np.int64),
+                            np.asarray(self.val, dtype=np.int64).reshape(-1))
+        return cand, int(min(self.budget, len(cand)))
+
     def base_meta(self, method: str) -> dict[str, Any]:
         ds = self.dataset
         return {"method": method, "fraction": self.fraction, "seed": self.seed,

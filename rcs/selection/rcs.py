@@ -41,7 +41,7 @@ from rcs.selection.api import (
     net_from_callables,
     net_from_model,
 )
-from rcs.selection.base import Coreset, SelectionContext, budget, register_selector
+from rcs.selection.base import Coreset, SelectionContext, register_selector
 from rcs.selection.greedy import greedy_rounds
 from rcs.selection.per_sample import HeadFn, Objective, mean_grad, per_sample_grads
 from rcs.selection.rd import RDValidation
@@ -211,12 +211,10 @@ class RCSSelector:
     def _run(self, ctx: SelectionContext, net: Net) -> Coreset:
         t_start, sc = time.perf_counter(), self.scfg
         dev = torch.device(ctx.device)
-        val = np.asarray(ctx.val, dtype=np.int64).reshape(-1)
-        cand = np.setdiff1d(np.asarray(ctx.candidates, dtype=np.int64), val)  # never a val id
-        if len(val) == 0:
+        cand, n_sel = ctx.selectable()  # never a validation id
+        if len(ctx.val) == 0:
             raise ConfigError("RCS needs a non-empty validation set U: set data.val_fraction > 0 "
                               "(or pass validation data to select())")
-        n_sel = min(budget(ctx.fraction, len(ctx.candidates)), len(cand))
         rng = np.random.default_rng([int(ctx.seed), int(sc.seed), int(ctx.epoch), 0x5C5])
         order = cand[rng.permutation(len(cand))]
         bsz, batch_mode = sc.candidate_batch, sc.granularity == "batch"

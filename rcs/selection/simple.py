@@ -9,12 +9,6 @@ import numpy as np
 from rcs.selection.base import Coreset, SelectionContext, register_selector, seeded_rng
 
 
-def _without_val(ctx: SelectionContext) -> np.ndarray:
-    """The candidates, minus any validation id (a selector never returns one)."""
-    return np.setdiff1d(np.asarray(ctx.candidates, dtype=np.int64),
-                        np.asarray(ctx.val, dtype=np.int64))
-
-
 @register_selector("full")
 class FullSelector:
     """Keeps every candidate (fraction is ignored). Cost: O(n)."""
@@ -26,7 +20,7 @@ class FullSelector:
 
     def select(self, ctx: SelectionContext) -> Coreset:
         meta = ctx.base_meta(self.name) | {"fraction": 1.0, "timings": {"total": 0.0}}
-        return Coreset(_without_val(ctx), meta=meta)
+        return Coreset(ctx.selectable()[0], meta=meta)
 
 
 @register_selector("random")
@@ -47,8 +41,7 @@ class RandomSelector:
     def select(self, ctx: SelectionContext) -> Coreset:
         t0 = time.perf_counter()
         rng = seeded_rng(ctx.seed, ctx.epoch)
-        cand = _without_val(ctx)
-        k = min(ctx.budget, len(cand))
+        cand, k = ctx.selectable()
         labels = getattr(ctx.dataset, "labels", None)
         if self.class_balanced and labels is not None:
             y = np.asarray(labels)[cand]
