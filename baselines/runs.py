@@ -122,7 +122,6 @@ def shared_warmup(spec: CompareSpec, job: Job, cfg: Any, log: Callable[[str], No
     """
     import dataclasses
 
-    from rcs.train.signals import StopFlag
     from rcs.train.trainer import Trainer
 
     warm = int(cfg.selection.warmup_epochs)
@@ -144,13 +143,7 @@ def shared_warmup(spec: CompareSpec, job: Job, cfg: Any, log: Callable[[str], No
         f"epoch(s) -> {wdir}")
     wdir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(dataclasses.replace(cfg, out_dir=str(wdir)), resume="auto")
-    stop = StopFlag().install()
-    try:
-        while trainer.progress.epoch <= warm:
-            trainer._epoch(trainer.progress.epoch, stop)
-    finally:
-        stop.restore()
-    trainer.save()
+    trainer.fit(until_epoch=warm)
     atomic_write_text(stamp, json.dumps({"settings_hash": key, "warmup_epochs": warm,
                                          "train_seconds": trainer.progress.train_seconds}))
     return wdir

@@ -78,3 +78,77 @@ def test_readme_library_example_runs():
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # selection left it untouched
     assert isinstance(ns["sampler"], __import__("rcs").CoresetSampler)
+
+
+class PublishedStyleModel(nn.Module):
+    """The published ACL family's names: ``get_feature(x, bn_name)`` and the head at ``.fc``."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(3, 8, 3, padding=1), DualBN(8)
+        self.fc = ProjHead(8)
+
+    def get_feature(self, x, bn_name):
+        return torch.relu(self.bn(self.conv(x), bn_name)).mean((2, 3))
+
+    def forward(self, x, bn_name="normal"):
+        return self.fc(self.get_feature(x, bn_name), bn_name)
+
+
+class StackedViewPairs(Dataset):
+    """The published datasets: ``(torch.stack([view1, view2]), label)`` per item, uint8 views
+    here (any dtype the views come in)."""
+
+    def __init__(self, n: int, seed: int):
+        g = torch.Generator().manual_seed(seed)
+        self.x = torch.randint(0, 256, (n, 2, 3, 16, 16), generator=g, dtype=torch.uint8)
+        self.y = torch.arange(n) % 4
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], int(self.y[i])
+
+
+def test_published_style_model_and_view_pair_dataset():
+    import numpy as np
+
+    import rcs
+
+    model = PublishedStyleModel().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    train = StackedViewPairs(50, 0)
+    sel = rcs.RCSSelector(encoder=model.get_feature, head=model.fc,
+                          bn={"clean": "normal", "adv": "pgd"}, fraction=0.2, seed=5,
+                          candidate_batch=10, rounds=3)
+    cs = sel.select(train, [0, 1, 2, 3, 4])
+    assert len(cs) == round(0.2 * 45) and not set(cs.indices.tolist()) & {0, 1, 2, 3, 4}
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert model.training
+    assert cs.meta["settings"]["method"] == "rcs" and cs.meta["settings"]["seed"] == 5
+    # the dataset's own views are used (no augmentation): the same coreset whatever augment
+    sel2 = rcs.RCSSelector(encoder=model.get_feature, head=model.fc,
+                           bn={"clean": "normal", "adv": "pgd"}, fraction=0.2, seed=5,
+                           candidate_batch=10, rounds=3,
+                           augment=lambda x, g: (_ for _ in ()).throw(AssertionError("aug")))
+    np.testing.assert_array_equal(sel2.select(train, [0, 1, 2, 3, 4]).indices, cs.indices)
+    # items that are not images get an error naming the accepted formats
+    bad = [(torch.zeros(7), 0)] * 20
+    with __import__("pytest").raises(Exception, match="stack of augmented views"):
+        sel.select(bad, [0, 1])
+
+
+def test_coreset_sampler_reshuffles_each_epoch_without_set_epoch():
+    import numpy as np
+
+    import rcs
+
+    sampler = rcs.CoresetSampler(np.arange(0, 200, 2), shuffle=True, seed=1)
+    orders = [list(sampler) for _ in range(3)]
+    assert all(sorted(o) == list(range(0, 200, 2)) for o in orders)
+    assert orders[0] != orders[1] != orders[2]
+    # an explicit set_epoch pins the order (DistributedSampler semantics)
+    pinned = rcs.CoresetSampler(np.arange(0, 200, 2), shuffle=True, seed=1)
+    pinned.set_epoch(0)
+    assert list(pinned) == list(pinned) == orders[0]

@@ -211,3 +211,61 @@ def test_greedy_batch_units_trim_to_exact_budget():
         assert len(set(units.tolist())) == len(units)
         assert sizes[units].sum() - res.trim == budget_n
         assert 0 <= res.trim < sizes[units[-1]]
+
+
+def test_class_quotas_sum_exactly_and_stay_proportional():
+    from rcs.selection.base import class_quotas
+
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        labels = rng.integers(0, rng.integers(2, 12), rng.integers(20, 300))
+        k = int(rng.integers(1, len(labels) + 1))
+        classes, quota = class_quotas(labels, k)
+        counts = np.array([(labels == c).sum() for c in classes])
+        assert quota.sum() == k
+        assert (np.abs(quota - counts * k / len(labels)) < 1).all()
+        assert (quota <= counts).all()
+
+
+def test_group_quotas_match_brute_force_constrained_greedy():
+    """With quotas, each round is the best-gain picks that fit the groups' remaining room;
+    brute force: scan all units by gain each round (one pick per round here)."""
+    g, h, c = _linear_problem(n=36, seed=9)
+    groups = np.arange(36) % 4
+    quotas = np.array([5, 1, 3, 2])
+    eta, n_sel = 0.3, int(quotas.sum())
+    phi, chosen, room = np.zeros(g.shape[1]), [], quotas.copy()
+    for _ in range(n_sel):
+        gains = g @ (h @ phi + c)
+        order = [int(k) for k in np.argsort(-gains, kind="stable")
+                 if k not in chosen and room[groups[k]] > 0]
+        k = order[0]
+        chosen.append(k)
+        room[groups[k]] -= 1
+        phi = phi - eta * g[k]
+    st = GradientStore.create(len(g), g.shape[1], dtype=np.float32)
+    st.write(0, g)
+    state = {"phi": np.zeros(g.shape[1])}
+
+    def update(r, picked):
+        state["phi"] = state["phi"] - eta * g[picked].mean(0)
+        return h @ state["phi"] + c
+
+    res = greedy_rounds(len(g), n_sel, n_sel, c, Retriever(st).search, update, None,
+                        groups, quotas)
+    assert [int(p[0]) for p in res.picks] == chosen
+    # several picks per round: exact per-group counts and the round's picks fit the room
+    res = greedy_rounds(len(g), n_sel, 3, c, Retriever(st).search, lambda r, p: c, None,
+                        groups, quotas)
+    np.testing.assert_array_equal(np.bincount(groups[res.units], minlength=4), quotas)
+    first = res.picks[0]
+    top = [int(k) for k in np.argsort(-(g @ c), kind="stable")]
+    fits, left = [], quotas.copy()
+    for k in top:  # the first round: best gains that fit, in order
+        if left[groups[k]] > 0 and len(fits) < len(first):
+            fits.append(k)
+            left[groups[k]] -= 1
+    assert sorted(first.tolist()) == sorted(fits)
+    with pytest.raises(ValueError, match="quotas"):
+        greedy_rounds(len(g), n_sel, 3, c, Retriever(st).search, lambda r, p: c, None,
+                      groups, quotas + 1)

@@ -206,3 +206,33 @@ def test_greedy_with_real_head_equals_brute_force():
     q0 = rd_grad(hf, f_nat, f_adv, "kl", (None, None))[0].numpy()
     res = greedy_rounds(len(g0), n_sel, n_sel, q0, Retriever(store).search, update)
     assert [int(p[0]) for p in res.picks] == chosen
+
+
+@pytest.mark.parametrize("kind", ["acl", "air", "sat"])
+def test_exact_gains_equal_brute_force_gradient_inner_products(kind):
+    """<∇φ ℓ_i, q> by forward mode equals the per-sample gradient (float64 autograd loop over
+    single-sample losses) dotted with q."""
+    from rcs.config.schema import ModelConfig
+    from rcs.models import build_model
+    from rcs.selection.per_sample import per_sample_gains, unflatten
+
+    torch.manual_seed(3)
+    m = build_model(ModelConfig(arch="resnet18", width=4, blocks=[1, 1], head_dim=16),
+                    classifier=True).double()
+    head = HeadFn(m.classifier if kind == "sat" else m.head, dtype=torch.float64)
+    obj = Objective(kind, 0.5, ("normal", "pgd"))
+    b = 6
+    feats = torch.randn(b, len(obj.views), head.module.in_features if kind == "sat" else 8,
+                        dtype=torch.float64)
+    y = torch.randint(0, 10, (b,))
+    q = torch.randn(head.dim, dtype=torch.float64)
+    gains = per_sample_gains(obj, head, feats, unflatten(head, q), y)
+    ctx = obj.context(head, head.params, feats, y)
+    for i in range(b):
+        params = {n: p.clone().requires_grad_(True) for n, p in head.params.items()}
+        loss = obj.loss(head, params, feats[i], torch.tensor(i), y[i], *ctx)
+        g = head.flatten(torch.autograd.grad(loss, list(params.values())), batched=False)
+        assert float(gains[i]) == pytest.approx(float(g @ q), rel=1e-9, abs=1e-12)
+    # the losses themselves are the batch's per-sample losses
+    assert torch.allclose(loss_of(obj, head, feats, y), torch.stack(
+        [obj.loss(head, head.params, feats[i], torch.tensor(i), y[i], *ctx) for i in range(b)]))

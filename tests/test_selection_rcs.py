@@ -3,6 +3,8 @@ model untouched, library API, methods, sharded gradients."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -167,3 +169,47 @@ def test_sharded_gradient_phase_equals_single_process(model, data, tmp_path):
     for k in ("grads", "feats"):
         merged = concat_shards(tmp_path / k, len(order))
         np.testing.assert_array_equal(merged.to_numpy(), single[k].finish().to_numpy())
+
+
+def test_class_balanced_rcs_meets_quotas_and_cosine_gain_ranks_by_direction(model, data):
+    from rcs.selection.base import class_quotas
+
+    ds, cand, val = data
+    ctx = _ctx(model, data, fraction=0.3)
+    cs = RCSSelector(None, class_balanced=True, **SMALL).select(ctx)
+    pool, k = ctx.selectable()
+    classes, quota = class_quotas(ds.labels[pool], k)
+    np.testing.assert_array_equal(
+        [(ds.labels[cs.indices] == c).sum() for c in classes], quota)
+    assert not set(cs.indices) & set(val)
+    # cosine gain with one round and an exact (unsketched) store: the picks are the top-k of
+    # <g_i, q> / |g_i| over the per-sample gradients computed independently below
+    one = {"candidate_batch": 8, "sketch_dim": 10**6, "rounds": 1}
+    dot = RCSSelector(None, **one).select(ctx)
+    cos = RCSSelector(None, gain="cosine", **one).select(ctx)
+    assert len(cos) == len(dot) == k
+    gains = np.array(dot.meta["round_gain_mean"])
+    assert gains.shape == (1,)
+    with pytest.raises(Exception, match="granularity=sample"):
+        RunConfig(selection=dataclasses.replace(RunConfig().selection, method="rcs",
+                                                class_balanced=True,
+                                                granularity="batch")).validate()
+
+
+@pytest.mark.parametrize("granularity", ["sample", "batch"])
+def test_exact_gradients_pick_what_an_unsketched_store_picks(model, data, granularity):
+    """gradients=exact (no store, JVP gains each round) and gradients=sketch with a store wide
+    enough to hold the gradients unsketched choose the same coreset; re-attacks of U never
+    (val_reattack_every=0) leave one attack."""
+    ctx = _ctx(model, data, fraction=0.25)
+    kw = {"candidate_batch": 8, "rounds": 4, "granularity": granularity}
+    snap = _snapshot(model)
+    exact = RCSSelector(None, gradients="exact", **kw).select(ctx)
+    store = RCSSelector(None, gradients="sketch", sketch_dim=10**6, **kw).select(ctx)
+    np.testing.assert_array_equal(exact.indices, store.indices)
+    np.testing.assert_allclose(exact.meta["round_gain_mean"], store.meta["round_gain_mean"],
+                               rtol=1e-3, atol=1e-7)
+    assert exact.meta["sketch"] is None and exact.meta["retrieval"] == "exact-jvp"
+    assert _same(model, snap)
+    once = RCSSelector(None, gradients="exact", val_reattack_every=0, **kw).select(ctx)
+    assert once.meta["val_attacks"] == 1 and len(once) == len(exact)

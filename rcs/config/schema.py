@@ -262,13 +262,26 @@ class SelectionConfig:
     candidate_batch: int = 0
     """Candidates per chunk of the gradient pass (the other samples of a chunk are the negatives
     of each per-sample loss) and per unit for granularity=batch; 0 = train.batch_size."""
+    pool: float = 1.0
+    """Share of the candidates whose gains are computed: a seeded random pool (at least the
+    budget, new at every selection) in which the greedy picks, stochastic-greedy style. Cuts
+    the gradient pass, the dominant cost, proportionally (bench/select_quality.py measures what
+    it keeps of exact greedy's benefit)."""
     train_attack_steps: int = 1
     val_attack_steps: int = 3
     val_reattack_every: int = 1
+    """Re-attack U every this many greedy rounds (0 = never within a selection: U's
+    adversarial images from the start are reused and q_U is recomputed from their cached
+    features after each head update, which is cheap)."""
     rd_distance: str = "kl"
     """kl (KL of softmax projections) | minmax_kl (the published min-max scaled variant)"""
     scope: str = "head"
     """Parameters the per-sample gradients are taken of: head | last-<k> (last k head layers)"""
+    gradients: str = "sketch"
+    """How candidates' gains <g_x, q_U> are computed: exact (directional derivatives of each
+    candidate's loss from its cached features, recomputed each round; no gradient is stored)
+    | sketch (per-sample gradients sketched to sketch_dim into a store searched with FAISS;
+    one pass, for stores beyond what exact re-computation can afford)."""
     sketch_dim: int = 1024
     """Gradients are sketched to this many dims (exact when the gradient is smaller)."""
     store: str = "memory"
@@ -276,7 +289,12 @@ class SelectionConfig:
     index: str = "flat"
     """FAISS index: flat (exact inner product) | ivfpq (compressed, for stores beyond RAM)"""
     class_balanced: bool = False
-    """Random selector: draw the same share from each class when labels exist."""
+    """Each class gets its proportional share of the coreset (largest-remainder quotas) when
+    the dataset has labels: random draws that share per class; RCS (sample granularity) takes
+    the best-gain samples of each class up to its quota."""
+    gain: str = "dot"
+    """RCS gain of a candidate: dot (<g_x, q_U>, the paper's first-order gain) | cosine
+    (<g_x, q_U> / |g_x|: direction only, so large-loss samples do not win by gradient norm)."""
     seed: int = 0
 
     def validate(self) -> None:
@@ -286,8 +304,14 @@ class SelectionConfig:
         _check(self.every > 0, "selection.every must be > 0")
         _check(self.rounds > 0, "selection.rounds must be > 0")
         _check(self.eta > 0, "selection.eta must be > 0")
+        _check(0.0 < self.pool <= 1.0, f"selection.pool={self.pool} must be in (0, 1]")
         _in("selection.granularity", self.granularity, ("sample", "batch"))
         _in("selection.rd_distance", self.rd_distance, ("kl", "minmax_kl"))
+        _in("selection.gain", self.gain, ("dot", "cosine"))
+        _check(not (self.class_balanced and self.granularity == "batch"
+                    and self.method == "rcs"),
+               "selection.class_balanced needs selection.granularity=sample for RCS (whole "
+               "minibatches cannot meet per-class quotas)")
         _in("selection.store", self.store, ("memory", "disk"))
         _in("selection.index", self.index, ("flat", "ivfpq"))
         _check(self.scope == "head" or (self.scope.startswith("last-")
@@ -296,7 +320,12 @@ class SelectionConfig:
         _check(self.sketch_dim > 0, "selection.sketch_dim must be > 0")
         _check(self.candidate_batch == 0 or self.candidate_batch > 1,
                "selection.candidate_batch must be > 1 (or 0 for train.batch_size)")
-        _check(self.val_reattack_every > 0, "selection.val_reattack_every must be > 0")
+        _check(self.val_reattack_every >= 0,
+               "selection.val_reattack_every must be >= 0 (0 = never re-attack U)")
+        _in("selection.gradients", self.gradients, ("exact", "sketch"))
+        _check(not (self.gradients == "exact" and self.gain == "cosine"),
+               "selection.gain=cosine needs selection.gradients=sketch (the per-sample "
+               "gradient norms come from the store)")
 
 
 @dataclass

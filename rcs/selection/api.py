@@ -131,8 +131,29 @@ def frozen(modules: list[nn.Module]) -> Iterator[None]:
             m.active = a
 
 
+ITEM_FORMATS = ("an image: CHW tensor, HWC uint8 array or PIL image; a stack of augmented views "
+                "[V, C, H, W] (e.g. the ACL scripts' torch.stack([view1, view2])); or a tuple "
+                "(one of those, label)")
+
+
+def _as_chw(img: Any) -> Tensor:
+    """One dataset image as a ``[C, H, W]`` (or ``[V, C, H, W]`` stacked views) tensor."""
+    if hasattr(img, "mode") and hasattr(img, "size") and not isinstance(img, (Tensor,
+                                                                               np.ndarray)):
+        img = np.asarray(img.convert("RGB"))  # a PIL image
+    t = torch.as_tensor(np.ascontiguousarray(img) if isinstance(img, np.ndarray) else img)
+    if t.ndim == 3 and t.shape[-1] in (1, 3) and t.shape[0] not in (1, 3):
+        t = t.permute(2, 0, 1)  # HWC -> CHW
+    if t.ndim not in (3, 4) or t.shape[-3] not in (1, 3):
+        raise ConfigError(f"dataset item of shape {tuple(t.shape)} is not an image; RCS "
+                          f"expects items that are {ITEM_FORMATS}")
+    return t
+
+
 class TensorView:
-    """``get_batch(idx)`` over a torch Dataset of ``(img, label)``/``img`` items or a tensor."""
+    """``get_batch(idx)`` over a torch Dataset or a tensor. Items may be images (tensor, uint8
+    array or PIL), stacks of pre-augmented views, or ``(image, label)`` tuples; a batch is
+    ``[B, C, H, W]`` or, for stacked views, ``[B, V, C, H, W]``."""
 
     def __init__(self, data: Any):
         self.data = data
@@ -145,11 +166,20 @@ class TensorView:
         if isinstance(self.data, Tensor):
             return self.data[torch.from_numpy(idx)], None
         items = [self.data[int(i)] for i in idx]
-        if isinstance(items[0], (tuple, list)):
-            x = torch.stack([torch.as_tensor(it[0]) for it in items])
-            y = torch.as_tensor([int(it[1]) for it in items], dtype=torch.long)
-            return x, y
-        return torch.stack([torch.as_tensor(it) for it in items]), None
+        labelled = isinstance(items[0], (tuple, list))
+        imgs = [_as_chw(it[0] if labelled else it) for it in items]
+        if len({tuple(t.shape) for t in imgs}) > 1:
+            raise ConfigError("dataset items have different shapes "
+                              f"({sorted({tuple(t.shape) for t in imgs})[:3]}); RCS needs "
+                              "same-size images (resize or crop them in the dataset)")
+        y = torch.as_tensor([int(it[1]) for it in items], dtype=torch.long) if labelled \
+            else None
+        return torch.stack(imgs), y
+
+
+def first_view(x: Tensor) -> Tensor:
+    """``[B, C, H, W]`` images: the batch itself, or view 0 of a ``[B, V, C, H, W]`` batch."""
+    return x[:, 0] if x.ndim == 5 else x
 
 
 class ConcatView:
@@ -202,17 +232,26 @@ def attacked_features(net: Net, obj: Objective, head: HeadFn, x: Tensor, y: Tens
     the clean branch, adversarial views on the adversarial one (AIR adds the un-augmented image on
     the clean branch). SAT: one view, a cross-entropy PGD with the labels, adversarial features.
     ``gens`` = (CPU generator for the augmentation, device generator for the random start).
+    A batch of stacked views ``[b, V, C, H, W]`` (a dataset that augments itself) is used as it
+    is: views 0 and 1 (SAT: view 0), no augmentation.
     """
     from rcs.data import to_float
     b, alpha = x.shape[0], 1.25 * eps / max(1, steps)
+    views = x.ndim == 5  # pre-augmented views from the dataset: used as they are
+    if views and (x.shape[1] < 2 and obj.kind != "sat" or obj.kind == "air"):
+        raise ConfigError(f"a dataset of stacked views [B, V, C, H, W] = {tuple(x.shape)} "
+                          + ("cannot give AIR its un-augmented image: use a dataset of single "
+                             "images (RCS augments them)" if obj.kind == "air" else
+                             "needs V >= 2 views for the contrastive loss"))
     adv_fn = lambda xa: head(head.params, net.features(xa, "adv"), net.bn[1])  # noqa: E731
     if obj.kind == "sat":
         if y is None:
             raise ConfigError("RCS with method sat needs labelled candidates")
-        xv = augment(x, gens[0])
+        xv = to_float(x[:, 0]) if views else augment(x, gens[0])
         loss_fn = objectives.cross_entropy(adv_fn, y)
     else:
-        xa, xb = augment(x, gens[0]), augment(x, gens[0])
+        xa, xb = ((to_float(x[:, 0]), to_float(x[:, 1])) if views
+                  else (augment(x, gens[0]), augment(x, gens[0])))
         xv = torch.stack([xa, xb], 1).flatten(0, 1)
         loss_fn = objectives.contrastive(adv_fn, obj.temperature)
     with _autocast(x.device, amp):

@@ -189,6 +189,18 @@ def _load_plugins() -> None:
                 raise
 
 
+def class_quotas(labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(classes, quota)``: each class's proportional share of ``k`` picks from items with
+    ``labels``, rounded by largest remainder (ties to the lower class id), so the quotas sum to
+    exactly ``k`` and differ from ``k * n_c / n`` by less than 1."""
+    labels = np.asarray(labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    share = counts * k / len(labels)
+    quota = np.floor(share).astype(np.int64)
+    quota[np.argsort(-(share - quota), kind="stable")[:k - int(quota.sum())]] += 1
+    return classes, quota
+
+
 def seeded_rng(seed: int, epoch: int = 0) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(epoch), 0x5E1EC7])
 

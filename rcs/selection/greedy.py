@@ -15,6 +15,11 @@ running total reaches its cumulative target). Since whole batches may overshoot 
 picked batch is trimmed (``GreedyResult.trim`` members dropped from its end) so the coreset has
 exactly ``n`` samples. The round gain recorded is the **sum** of the first-order gains of its
 picks (``mean_gains`` holds the per-pick mean).
+
+Quotas (sample granularity): with ``groups`` (a group id per unit, e.g. its class) and
+``quotas`` (picks allowed per group id, summing to ``n``), a round takes the best units in gain
+order whose group still has room, skipping the others, and a group is closed to later rounds
+once full; the coreset then holds exactly ``quotas[g]`` units of each group ``g``.
 """
 
 from __future__ import annotations
@@ -58,9 +63,18 @@ class GreedyResult:
 
 def greedy_rounds(num_units: int, budget: int, rounds: int, q0: np.ndarray,
                   search: SearchFn, update: UpdateFn,
-                  unit_sizes: np.ndarray | None = None) -> GreedyResult:
+                  unit_sizes: np.ndarray | None = None, groups: np.ndarray | None = None,
+                  quotas: np.ndarray | None = None) -> GreedyResult:
     """Run the greedy rounds; ``budget`` counts samples (see the module docstring)."""
     sizes = None if unit_sizes is None else np.asarray(unit_sizes, dtype=np.int64)
+    if groups is not None:
+        if sizes is not None or quotas is None:
+            raise ValueError("group quotas need sample granularity and a quota per group")
+        groups = np.asarray(groups, dtype=np.int64)
+        room = np.asarray(quotas, dtype=np.int64).copy()
+        if int(room.sum()) != budget or (np.bincount(groups, minlength=len(room))[:len(room)]
+                                         < room).any():
+            raise ValueError("quotas must sum to the budget and not exceed any group's size")
     total_available = num_units if sizes is None else int(sizes.sum())
     if budget > total_available:
         raise ValueError(f"budget {budget} exceeds the {total_available} candidates")
@@ -75,7 +89,10 @@ def greedy_rounds(num_units: int, budget: int, rounds: int, q0: np.ndarray,
             res.gains.append(0.0)
             res.mean_gains.append(0.0)
             continue
-        if sizes is None:
+        if groups is not None:
+            ids, scores = _search_with_quotas(search, q, need, excluded, groups, room)
+            total += need
+        elif sizes is None:
             ids, scores = search(q, need, excluded)
             if len(ids) != need:
                 raise RuntimeError(f"search returned {len(ids)} ids, {need} were asked for")
@@ -88,6 +105,9 @@ def greedy_rounds(num_units: int, budget: int, rounds: int, q0: np.ndarray,
             ids, scores = ids[:take], scores[:take]
             total += int(counts[min(take, len(counts)) - 1])
         excluded[ids] = True
+        if groups is not None:
+            room -= np.bincount(groups[ids], minlength=len(room))
+            excluded |= room[groups] == 0  # full groups are closed to later rounds
         res.picks.append(np.asarray(ids, dtype=np.int64))
         res.gains.append(float(np.sum(scores, dtype=np.float64)))
         res.mean_gains.append(float(np.mean(scores, dtype=np.float64)))
@@ -95,3 +115,22 @@ def greedy_rounds(num_units: int, budget: int, rounds: int, q0: np.ndarray,
             q = np.asarray(update(r, res.picks[-1]), dtype=np.float32)
     res.trim = total - budget
     return res
+
+
+def _search_with_quotas(search: SearchFn, q: np.ndarray, need: int, excluded: np.ndarray,
+                        groups: np.ndarray, room: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ``need`` best units by gain whose group has room (room counted within the round)."""
+    available = int((~excluded).sum())
+    k = min(need, available)
+    while True:
+        ids, scores = search(q, k, excluded)
+        left, take = room.copy(), []
+        for j, u in enumerate(ids):
+            if left[groups[u]] > 0:
+                left[groups[u]] -= 1
+                take.append(j)
+                if len(take) == need:
+                    return ids[take], scores[take]
+        if k >= available:
+            raise RuntimeError(f"only {len(take)} of {need} picks fit the group quotas")
+        k = min(available, 2 * k)

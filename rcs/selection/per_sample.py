@@ -29,7 +29,7 @@ from functools import partial
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, grad, jvp, vmap
 
 from rcs.errors import ConfigError
 
@@ -222,6 +222,37 @@ def per_sample_grads(obj: Objective, head: HeadFn, feats: Tensor, labels: Tensor
                             *ctx))
         out.append(sketch(g) if sketch is not None else g)
     return torch.cat(out)
+
+
+def per_sample_gains(obj: Objective, head: HeadFn, feats: Tensor, direction: Params,
+                     labels: Tensor | None = None, params: Params | None = None) -> Tensor:
+    """Exact first-order gains ``<∇φ ℓ_i(φ), v>`` of one batch ``feats`` [B, V, D] along the
+    direction ``v`` (``direction``, same keys as ``head.params``) -> [B].
+
+    Each gain is the directional derivative ``d/dt ℓ_i(φ + t v)`` at t = 0, one forward-mode
+    product (``torch.func.jvp``) per sample: exact, without forming or sketching ``∇φ ℓ_i``,
+    at the cost of about two head forwards of the sample's rows.
+    """
+    params = head.params if params is None else params
+    b = feats.shape[0]
+    labels = torch.zeros(b, dtype=torch.long, device=feats.device) if labels is None else labels
+    ctx = obj.context(head, params, feats, labels)
+    tangent = {n: direction[n].to(params[n]) for n in params}
+
+    def gain(f: Tensor, i: Tensor, y: Tensor) -> Tensor:
+        return jvp(lambda p: obj.loss(head, p, f, i, y, *ctx), (params,), (tangent,))[1]
+
+    return vmap(gain)(feats, torch.arange(b, device=feats.device), labels)
+
+
+def unflatten(head: HeadFn, flat: Tensor) -> Params:
+    """Inverse of ``head.flatten(..., batched=False)``: a flat [dim] vector as per-name tensors."""
+    out, at = {}, 0
+    for n in head.names:
+        p = head.params[n]
+        out[n] = flat[at:at + p.numel()].view_as(p)
+        at += p.numel()
+    return out
 
 
 Group = tuple[Tensor, Tensor | None, Tensor]

@@ -36,12 +36,14 @@ from rcs.selection.api import (
     ConcatView,
     Net,
     attacked_features,
+    first_view,
     frozen,
     library_context,
     net_from_callables,
     net_from_model,
 )
-from rcs.selection.base import Coreset, SelectionContext, register_selector
+from rcs.selection.base import Coreset, SelectionContext, class_quotas, register_selector
+from rcs.selection.gains import ExactGains
 from rcs.selection.greedy import greedy_rounds
 from rcs.selection.per_sample import HeadFn, Objective, mean_grad, per_sample_grads
 from rcs.selection.rd import RDValidation
@@ -110,8 +112,9 @@ class RCSSelector:
                 setattr(sc, k, v)
         if fraction is not None:
             sc.fraction = fraction
-        if sc.candidate_batch == 0:  # library use without a run config
-            sc.candidate_batch = 512
+        sc.method = self.name
+        if sc.candidate_batch == 0:  # library use without a run config: memory-safe chunks
+            sc.candidate_batch = 128  # (512 views of ResNet-18 attacked at once: ~6.5 GB on CPU)
         sc.validate()
         tr = getattr(cfg, "train", None)
         ex = {k: settings.get(k) for k in EXTRA}
@@ -164,6 +167,31 @@ class RCSSelector:
             return Objective("air", t, bn, 1.0, 1.0, lam1, lam2, var)
         return Objective("acl", t, bn)  # dynacl: plain ACL weights, as the reference's RCS
 
+    def candidate_features(self, ctx: SelectionContext) -> tuple[np.ndarray, torch.Tensor,
+                                                                 np.ndarray | None]:
+        """``(order, feats [n, V, D], labels)``: the candidates in the order the gradient pass
+        visits them (chunks of ``candidate_batch`` in that order are the negatives of each
+        other) and the attacked feature rows a selection with this seed computes for them
+        (the whole pool, ``selection.pool`` ignored); for measuring selections from outside."""
+        net, sc = self._net(ctx.model), self.scfg
+        order = self._order(ctx, pool=1.0)
+        obj = self._objective(net)
+        head = HeadFn(net.head, sc.scope, device=torch.device(ctx.device), dtype=torch.float32)
+        sink = RowSink(len(order), None, np.float32)
+        with frozen(net.modules):
+            labels = self._gradient_phase(ctx, net, obj, head, None, order,
+                                          {"grads": None, "feats": sink})
+        feats = torch.from_numpy(sink.finish().rows(np.arange(len(order))))
+        return order, feats.view(len(order), len(obj.views), -1), labels
+
+    def _order(self, ctx: SelectionContext, pool: float) -> np.ndarray:
+        """The candidate pool (never a validation id) in a seeded random order: the first
+        ``max(budget, ceil(pool * n))`` of a permutation fixed by (seed, selection seed, epoch)."""
+        cand, n_sel = ctx.selectable()
+        rng = np.random.default_rng([int(ctx.seed), int(self.scfg.seed), int(ctx.epoch), 0x5C5])
+        order = cand[rng.permutation(len(cand))]
+        return order[:max(n_sel, math.ceil(pool * len(order)))]
+
     # --------------------------------------------------------------------------- phase 1
     def _gradient_phase(self, ctx: SelectionContext, net: Net, obj: Objective, head: HeadFn,
                         sketch: Sketch | None, order: np.ndarray, sinks: dict,
@@ -187,11 +215,14 @@ class RCSSelector:
             gens = (_gen("cpu", *salt, c, 1), _gen(dev, *salt, c, 2))
             feats = attacked_features(net, obj, head, x, y, augment, self.eps,
                                       self.scfg.train_attack_steps, gens, self.amp)
-            g = per_sample_grads(obj, head, feats, y, self.grad_chunk, sketch)
-            if self.scfg.granularity == "batch":
-                sinks["grads"].put(np.array([c]), g.mean(0, keepdim=True))
-            else:
-                sinks["grads"].put(np.arange(lo, lo + len(idx)), g)
+            if sinks["grads"] is not None:  # sketched gradients (gradients=exact needs none)
+                g = per_sample_grads(obj, head, feats, y, self.grad_chunk, sketch)
+                if self.scfg.gain == "cosine":  # direction only (rows are unit vectors)
+                    g = g / g.norm(dim=1, keepdim=True).clamp(min=1e-12)
+                if self.scfg.granularity == "batch":
+                    sinks["grads"].put(np.array([c]), g.mean(0, keepdim=True))
+                else:
+                    sinks["grads"].put(np.arange(lo, lo + len(idx)), g)
             sinks["feats"].put(np.arange(lo, lo + len(idx)), feats.flatten(1))
         return labels if (labels >= 0).any() else None
 
@@ -211,12 +242,11 @@ class RCSSelector:
     def _run(self, ctx: SelectionContext, net: Net) -> Coreset:
         t_start, sc = time.perf_counter(), self.scfg
         dev = torch.device(ctx.device)
-        cand, n_sel = ctx.selectable()  # never a validation id
         if len(ctx.val) == 0:
             raise ConfigError("RCS needs a non-empty validation set U: set data.val_fraction > 0 "
                               "(or pass validation data to select())")
-        rng = np.random.default_rng([int(ctx.seed), int(sc.seed), int(ctx.epoch), 0x5C5])
-        order = cand[rng.permutation(len(cand))]
+        n_sel = ctx.selectable()[1]
+        order = self._order(ctx, sc.pool)
         bsz, batch_mode = sc.candidate_batch, sc.granularity == "batch"
         n_chunks = math.ceil(len(order) / bsz)
         obj = self._objective(net)
@@ -236,21 +266,24 @@ class RCSSelector:
                 disk = sc.store == "disk"
                 fdt = np.float16 if disk else np.float32  # cached features
                 n_rows = n_chunks if batch_mode else len(order)
+                exact = sc.gradients == "exact"
                 if world > 1:
-                    sinks = {"g": RowSink(shard=work / "g", name=f"r{rank:05d}"),
+                    sinks = {"g": None if exact else RowSink(shard=work / "g",
+                                                             name=f"r{rank:05d}"),
                              "f": RowSink(shard=work / "f", name=f"r{rank:05d}", dtype=fdt)}
                 else:
-                    sinks = {"g": RowSink(n_rows, work / "grads.npy" if disk else None),
+                    sinks = {"g": None if exact else RowSink(n_rows, work / "grads.npy"
+                                                             if disk else None),
                              "f": RowSink(len(order), work / "feats.npy" if disk else None, fdt)}
                 labels = self._gradient_phase(ctx, net, obj, head, sketch, order,
                                               {"grads": sinks["g"], "feats": sinks["f"]},
                                               rank, world)
-                stores = {k: s.finish() for k, s in sinks.items()}
+                stores = {k: s.finish() if s is not None else None for k, s in sinks.items()}
                 if world > 1:
                     torch.distributed.barrier()
                     if rank == 0:
-                        stores = {"g": concat_shards(work / "g", n_rows,
-                                                     work / "grads.npy" if disk else None),
+                        stores = {"g": None if exact else concat_shards(
+                                      work / "g", n_rows, work / "grads.npy" if disk else None),
                                   "f": concat_shards(work / "f", len(order), None, fdt)}
                         lab = getattr(ctx.dataset, "labels", None)
                         labels = None if lab is None else np.asarray(lab)[order]
@@ -282,7 +315,7 @@ class RCSSelector:
         sc, dev = self.scfg, torch.device(ctx.device)
         bsz, batch_mode, n = sc.candidate_batch, sc.granularity == "batch", len(order)
         t0 = time.perf_counter()
-        images = to_float(ctx.dataset.get_batch(np.asarray(ctx.val))[0]).to(dev)
+        images = to_float(first_view(ctx.dataset.get_batch(np.asarray(ctx.val))[0])).to(dev)
         rdv = RDValidation(net.features, head, images, sc.rd_distance, net.bn, self.eps,
                            sc.val_attack_steps, None, bsz, (ctx.seed, sc.seed, ctx.epoch))
         q, rd = rdv.grad()
@@ -305,26 +338,42 @@ class RCSSelector:
                 groups.append((f, None if lab_t is None else lab_t[lo:hi], p))
             head.step(mean_grad(obj, head, groups), sc.eta)
             t1 = time.perf_counter()
-            if (r + 1) % sc.val_reattack_every == 0:
+            if sc.val_reattack_every and (r + 1) % sc.val_reattack_every == 0:
                 rdv.attack(r + 1)
-            qn, rdn = rdv.grad()
+            qn, rdn = rdv.grad()  # from cached features of U (and its adversarial images)
             rd_hist.append(rdn)
             t_val += time.perf_counter() - t1
-            return sketch(qn[None])[0].cpu().numpy()
+            return as_query(qn)
 
         t_g = time.perf_counter()
-        retr = Retriever(stores["g"], sc.index, seed=int(ctx.seed))
+        if stores["g"] is None:  # exact gains from the cached features
+            retr = ExactGains(obj, head, feats, n, bsz, lab_t, batch_mode, device=dev)
+            n_units = math.ceil(n / bsz) if batch_mode else n
+            as_query = lambda v: v.float().cpu().numpy()  # noqa: E731
+        else:
+            retr = Retriever(stores["g"], sc.index, seed=int(ctx.seed))
+            n_units = stores["g"].n
+            as_query = lambda v: sketch(v[None])[0].cpu().numpy()  # noqa: E731
         sizes = np.diff(np.r_[np.arange(0, n, bsz), n]) if batch_mode else None
-        res = greedy_rounds(stores["g"].n, n_sel, sc.rounds, sketch(q[None])[0].cpu().numpy(),
-                            retr.search, update, sizes)
+        groups = quotas = None
+        if sc.class_balanced:
+            if labels is None:
+                raise ConfigError("selection.class_balanced needs a labelled dataset; set it "
+                                  "to false for unlabelled data")
+            classes, quotas = class_quotas(labels, n_sel)
+            groups = np.searchsorted(classes, labels)
+        res = greedy_rounds(n_units, n_sel, sc.rounds, as_query(q), retr.search, update, sizes,
+                            groups, quotas)
         pos = positions(res.units)
         pos = pos[:len(pos) - res.trim]
         t_greedy = time.perf_counter() - t_g - t_val
         extra = {"train_method": self.method, "objective": self.objective,
-                 "settings": dataclasses.asdict(sc),
+                 "settings": dataclasses.asdict(sc) | (
+                     {} if self.seed is None else {"seed": int(self.seed)}),
                  "round_gain_mean": res.mean_gains, "rounds_run": len(res.picks),
                  "rd_per_round": rd_hist, "trimmed": res.trim, "val_attacks": rdv.attacks,
                  "retrieval": retr.engine, "grad_dim": head.dim, "param_names": head.names,
-                 "sketch": {"kind": sketch.kind, "dim": sketch.dim},
+                 "sketch": None if stores["g"] is None else {"kind": sketch.kind,
+                                                             "dim": sketch.dim},
                  "timings": {"validation": t_val_init + t_val, "greedy": t_greedy}}
         return order[pos], res.gains, extra

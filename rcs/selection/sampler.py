@@ -1,7 +1,7 @@
 """Feeding a coreset to a torch DataLoader, and deciding when to reselect.
 
 :class:`CoresetSampler` yields the coreset's dataset indices, reshuffled every epoch from
-``(seed, epoch)`` (call :meth:`set_epoch`), and sharded across DDP ranks exactly like
+``(seed, epoch)``, and sharded across DDP ranks exactly like
 ``rcs.data.index_batches``: the epoch's order is padded by wrap-around to a multiple of
 ``world_size`` (every rank gets ``ceil(k / world_size)`` indices, so at most ``world_size - 1``
 indices are seen twice per epoch, as with ``DistributedSampler``), and rank r takes positions
@@ -49,6 +49,7 @@ class CoresetSampler(Sampler[int]):
                  rank: int | None = None, world_size: int | None = None,
                  drop_last: bool = False):
         self.shuffle, self.seed, self.drop_last, self.epoch = shuffle, int(seed), drop_last, 0
+        self._explicit_epoch = False
         self.rank, self.world_size = _rank_world(rank, world_size)
         self.set_coreset(coreset)
 
@@ -58,14 +59,20 @@ class CoresetSampler(Sampler[int]):
         self.indices = np.asarray(idx, dtype=np.int64).reshape(-1)
 
     def set_epoch(self, epoch: int) -> None:
+        """Use the order of ``epoch`` (as ``DistributedSampler``). Without any call, each new
+        iteration (each epoch of a plain loop) takes the next epoch's order by itself."""
         self.epoch = int(epoch)
+        self._explicit_epoch = True
 
     def _mine(self) -> np.ndarray:
         order = shuffled(self.indices, self.seed, self.epoch) if self.shuffle else self.indices
         return shard(order, self.rank, self.world_size, self.drop_last)
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self._mine().tolist())
+        mine = self._mine().tolist()
+        if not self._explicit_epoch:  # a plain loop gets a fresh order every epoch
+            self.epoch += 1
+        return iter(mine)
 
     def __len__(self) -> int:
         n, w = len(self.indices), self.world_size

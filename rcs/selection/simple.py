@@ -6,7 +6,13 @@ import time
 
 import numpy as np
 
-from rcs.selection.base import Coreset, SelectionContext, register_selector, seeded_rng
+from rcs.selection.base import (
+    Coreset,
+    SelectionContext,
+    class_quotas,
+    register_selector,
+    seeded_rng,
+)
 
 
 @register_selector("full")
@@ -45,11 +51,7 @@ class RandomSelector:
         labels = getattr(ctx.dataset, "labels", None)
         if self.class_balanced and labels is not None:
             y = np.asarray(labels)[cand]
-            classes, counts = np.unique(y, return_counts=True)
-            quota = counts * k / len(cand)
-            take = np.floor(quota).astype(int)
-            rest = k - take.sum()
-            take[np.argsort(-(quota - take), kind="stable")[:rest]] += 1
+            classes, take = class_quotas(y, k)
             chosen = np.concatenate([rng.choice(cand[y == c], size=t, replace=False)
                                      for c, t in zip(classes, take)])
         else:

@@ -227,17 +227,22 @@ class Trainer:
                         timings=self.coreset.meta.get("timings", {}))
 
     # ----------------------------------------------------------------- training
-    def fit(self) -> dict[str, Any]:
-        """Train to the end (or until a stop signal) and return the run summary."""
+    def fit(self, until_epoch: int | None = None) -> dict[str, Any]:
+        """Train to the end (or through epoch ``until_epoch``, e.g. a warm-up shared by several
+        runs; the checkpoint is saved there) or until a stop signal; returns the run summary."""
+        last = self.cfg.train.epochs if until_epoch is None else min(until_epoch,
+                                                                     self.cfg.train.epochs)
         if self.env.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.out / "config.yaml")
         stop = (self.stop_flag or StopFlag()).install()
         try:
-            while self.progress.epoch <= self.cfg.train.epochs:
+            while self.progress.epoch <= last:
                 self._epoch(self.progress.epoch, stop)
         finally:
             stop.restore()
+        if until_epoch is not None and last % self.cfg.train.checkpoint_every:
+            self.save()
         summary = self.summary()
         if self.env.is_main:
             from rcs.cli.common import write_json
