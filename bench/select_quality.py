@@ -6,7 +6,10 @@ and a validation set U, every variant selects k of the pool. Each coreset S is t
 what RCS's objective says it should do, measured rather than predicted: the head takes the
 exact one-step update ``φ' = φ - η ∇φ L(S)`` (L(S) the mean per-sample pretraining loss of S
 on the attacked features every variant saw), U is attacked afresh against ``φ'`` and the RD is
-measured. The benefit of S is ``RD(U; φ) - RD(U; φ')`` (> 0: RD went down).
+measured. The step is the one RCS's greedy takes for S: η per candidate-batch's worth of picks,
+``φ' = φ - η (|S| / B) ∇φ L(S)`` (B = ``--candidate-batch``), so one-pick-at-a-time greedy ends
+exactly at ``φ'``. The benefit of S is ``RD(U; φ) - RD(U; φ')`` (> 0: RD went down), averaged
+over ``--seeds`` (each seed: its own candidate augmentations and attacks, U attack starts).
 
 - ``exact-greedy``: exact gains, one pick per round, U re-attacked after every pick (the
   paper's greedy without the sketch, the published bugs or any shortcut);
@@ -40,6 +43,7 @@ CONFIG = ROOT / "configs" / "tiny" / "cifar10_subset_compare.yaml"
 VARIANTS: dict[str, dict[str, Any]] = {
     "exact-greedy": {"gradients": "exact", "rounds": 10**9, "val_reattack_every": 1},
     "defaults": {},
+    "exact, 1 round (top-k at φ)": {"gradients": "exact", "rounds": 1},
     "sketch, 20 rounds, re-attack every round (0.1 defaults)":
         {"gradients": "sketch", "sketch_dim": 1024, "rounds": 20, "val_reattack_every": 1},
     "exact, 20 rounds, re-attack every round":
@@ -87,8 +91,8 @@ def measure_rd(net: Any, head: Any, images: torch.Tensor, steps: int, distance: 
 
 def benefit(sel: Any, net: Any, feats: torch.Tensor, labels: torch.Tensor | None,
             position: dict[int, int], indices: np.ndarray, images: torch.Tensor,
-            rd0: float, args: argparse.Namespace) -> float:
-    """``RD(U; φ) - RD(U; φ - η ∇L(S))`` with the exact gradient of S's mean loss."""
+            rd0: float, args: argparse.Namespace, seed: int) -> float:
+    """``RD(U; φ) - RD(U; φ - η (|S|/B) ∇L(S))`` with the exact gradient of S's mean loss."""
     from rcs.selection.per_sample import HeadFn, mean_grad
 
     bsz, obj = sel.scfg.candidate_batch, sel._objective(net)
@@ -99,9 +103,9 @@ def benefit(sel: Any, net: Any, feats: torch.Tensor, labels: torch.Tensor | None
         lo, hi = int(c) * bsz, min(len(feats), (int(c) + 1) * bsz)
         groups.append((feats[lo:hi], None if labels is None else labels[lo:hi],
                        torch.from_numpy(pos[pos // bsz == c] - lo)))
-    head.step(mean_grad(obj, head, groups), args.eta)
+    head.step(mean_grad(obj, head, groups), args.eta * len(pos) / bsz)
     return rd0 - measure_rd(net, head, images, args.rd_steps, sel.scfg.rd_distance,
-                            sel.eps, args.seed)
+                            sel.eps, seed)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eta", type=float, default=0.01, help="step of the judging update")
     p.add_argument("--rd-steps", type=int, default=10, help="PGD steps of the judging RD")
     p.add_argument("--random-draws", type=int, default=10)
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--variants", nargs="*", default=list(VARIANTS), help="subset to run")
     p.add_argument("--work", default="runs/select_quality")
     p.add_argument("--out", default="")
@@ -133,52 +137,62 @@ def main(argv: list[str] | None = None) -> int:
     cfg = trainer.cfg
     cfg.selection.method, cfg.selection.candidate_batch = "rcs", args.candidate_batch
     cand, val = trainer.candidates[:args.pool], trainer.candidates[-args.val:]
-    ctx = SelectionContext(trainer.dataset, cand, val, args.fraction, seed=args.seed,
-                           model=trainer.model, augment=trainer.augment, device="cpu",
-                           cfg=cfg, epoch=1)
-    ref = RCSSelector(cfg)
-    order, feats, lab = ref.candidate_features(ctx)
-    labels = None if lab is None else torch.from_numpy(lab)
-    position = {int(i): j for j, i in enumerate(order)}
-    net = ref._net(trainer.model)
-    images = to_float(trainer.dataset.get_batch(np.asarray(val))[0])
-    rd0 = measure_rd(net, HeadFn(net.head, cfg.selection.scope), images, args.rd_steps,
-                     cfg.selection.rd_distance, ref.eps, args.seed)
-    print(f"[quality] pool {len(cand)}, U {len(val)}, k={args.fraction}: RD(U) = {rd0:.5f} "
-          f"under PGD-{args.rd_steps}", flush=True)
-
-    rows: list[dict[str, Any]] = []
-    for name in args.variants:
-        sel = RCSSelector(cfg, **VARIANTS[name])
-        t0 = time.perf_counter()
-        cs = sel.select(ctx)
-        secs = time.perf_counter() - t0
-        b = benefit(sel, net, feats, labels, position, cs.indices, images, rd0, args)
-        t = cs.meta["timings"]
-        rows.append({"variant": name, "settings": VARIANTS[name], "size": len(cs),
-                     "benefit": b, "seconds": secs,
-                     "phases": {k: t.get(k) for k in ("gradients", "validation", "greedy")},
-                     "val_attacks": cs.meta["val_attacks"], "rounds": cs.meta["rounds_run"]})
-        print(f"[quality] {name}: benefit {b:+.6f} in {secs:.1f} s", flush=True)
-    rng = np.random.default_rng(args.seed)
-    n_sel = ctx.selectable()[1]
-    draws = [benefit(ref, net, feats, labels, position,
-                     rng.choice(ctx.selectable()[0], n_sel, replace=False), images, rd0, args)
-             for _ in range(args.random_draws)]
-    rows.append({"variant": "random", "size": n_sel, "benefit": float(np.mean(draws)),
-                 "benefit_std": float(np.std(draws, ddof=1)), "seconds": 0.0})
-
+    by_variant: dict[str, list[dict[str, Any]]] = {}
+    for seed in args.seeds:
+        ctx = SelectionContext(trainer.dataset, cand, val, args.fraction, seed=seed,
+                               model=trainer.model, augment=trainer.augment, device="cpu",
+                               cfg=cfg, epoch=1)
+        ref = RCSSelector(cfg)
+        order, feats, lab = ref.candidate_features(ctx)
+        labels = None if lab is None else torch.from_numpy(lab)
+        position = {int(i): j for j, i in enumerate(order)}
+        net = ref._net(trainer.model)
+        images = to_float(trainer.dataset.get_batch(np.asarray(val))[0])
+        rd0 = measure_rd(net, HeadFn(net.head, cfg.selection.scope), images, args.rd_steps,
+                         cfg.selection.rd_distance, ref.eps, seed)
+        print(f"[quality] seed {seed}: pool {len(cand)}, U {len(val)}, k={args.fraction}: "
+              f"RD(U) = {rd0:.5f} under PGD-{args.rd_steps}", flush=True)
+        for name in args.variants:
+            sel = RCSSelector(cfg, **VARIANTS[name])
+            t0 = time.perf_counter()
+            cs = sel.select(ctx)
+            secs = time.perf_counter() - t0
+            b = benefit(sel, net, feats, labels, position, cs.indices, images, rd0, args, seed)
+            t = cs.meta["timings"]
+            by_variant.setdefault(name, []).append({
+                "benefit": b, "seconds": secs, "size": len(cs),
+                "phases": {k: t.get(k) for k in ("gradients", "validation", "greedy")},
+                "val_attacks": cs.meta["val_attacks"]})
+            print(f"[quality] seed {seed} {name}: benefit {b:+.6f} in {secs:.1f} s", flush=True)
+        rng = np.random.default_rng(seed)
+        pool, n_sel = ctx.selectable()
+        draws = [benefit(ref, net, feats, labels, position,
+                         rng.choice(pool, n_sel, replace=False), images, rd0, args, seed)
+                 for _ in range(args.random_draws)]
+        by_variant.setdefault("random", []).append({"benefit": float(np.mean(draws)),
+                                                    "seconds": 0.0, "size": n_sel})
+    rows = []
+    for name, runs in by_variant.items():
+        ph = [r.get("phases") for r in runs if r.get("phases")]
+        rows.append({
+            "variant": name, "settings": VARIANTS.get(name, {}), "size": runs[0]["size"],
+            "benefit": float(np.mean([r["benefit"] for r in runs])),
+            "per_seed": [r["benefit"] for r in runs],
+            "seconds": float(np.median([r["seconds"] for r in runs])),
+            "phases": {k: float(np.median([p[k] for p in ph])) for k in ph[0]} if ph else {},
+            "val_attacks": runs[0].get("val_attacks", "-")})
     exact = next((r["benefit"] for r in rows if r["variant"] == "exact-greedy"), None)
-    lines = ["| variant | |S| | true RD decrease | share of exact greedy | select s | "
-             "gradients / validation / greedy s | U attacks |", "|---|---|---|---|---|---|---|"]
+    lines = ["| variant | |S| | true RD decrease (mean over seeds) | per seed | share of exact "
+             "greedy | select s (median) | gradients / validation / greedy s | U attacks |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         share = f"{r['benefit'] / exact:.3f}" if exact else "-"
         ph = r.get("phases") or {}
         phases = " / ".join(f"{ph[k]:.1f}" if ph.get(k) is not None else "-"
                             for k in ("gradients", "validation", "greedy")) if ph else "-"
-        extra = f" ± {r['benefit_std']:.6f}" if "benefit_std" in r else ""
-        lines.append(f"| {r['variant']} | {r['size']} | {r['benefit']:+.6f}{extra} | {share} | "
-                     f"{r['seconds']:.1f} | {phases} | {r.get('val_attacks', '-')} |")
+        seeds = " ".join(f"{b:+.4f}" for b in r["per_seed"])
+        lines.append(f"| {r['variant']} | {r['size']} | {r['benefit']:+.6f} | {seeds} | "
+                     f"{share} | {r['seconds']:.1f} | {phases} | {r['val_attacks']} |")
     table = "\n".join(lines)
     print(table)
     if args.out:
@@ -187,12 +201,12 @@ def main(argv: list[str] | None = None) -> int:
         head = (f"# Selection quality (true one-step RD benefit)\n\nCommand: `python "
                 f"bench/select_quality.py {' '.join(argv or sys.argv[1:])}`  \nMachine: "
                 f"{platform.platform()}, torch {torch.__version__}, "
-                f"{torch.get_num_threads()} threads; {time.strftime('%Y-%m-%d')}. RD(U) before: "
-                f"{rd0:.5f}; pool {len(cand)}, |U| = {len(val)}, k = {args.fraction}, "
-                f"eta = {args.eta}.\n\n")
+                f"{torch.get_num_threads()} threads; {time.strftime('%Y-%m-%d')}. "
+                f"Pool {len(cand)}, |U| = {len(val)}, k = {args.fraction}, eta = {args.eta}, seeds "
+                f"{args.seeds}; random = mean of {args.random_draws} draws per seed.\n\n")
         (out / "select_quality.md").write_text(head + table + "\n")
         (out / "select_quality.json").write_text(json.dumps(
-            {"args": vars(args), "rd0": rd0, "rows": rows}, indent=1, default=str))
+            {"args": vars(args), "rows": rows}, indent=1, default=str))
     default = next((r["benefit"] for r in rows if r["variant"] == "defaults"), None)
     if exact and default is not None:
         print(f"benefit_ratio: {default / exact:.3f}")

@@ -236,3 +236,35 @@ def test_exact_gains_equal_brute_force_gradient_inner_products(kind):
     # the losses themselves are the batch's per-sample losses
     assert torch.allclose(loss_of(obj, head, feats, y), torch.stack(
         [obj.loss(head, head.params, feats[i], torch.tensor(i), y[i], *ctx) for i in range(b)]))
+
+
+def test_reused_adversarial_u_gives_the_same_q_as_recomputing_its_features():
+    """val_reattack_every=0: after head steps, q_U from U's cached adversarial features equals
+    q_U recomputed by passing the stored adversarial images through the encoder again, and
+    a fresh attack against the moved head gives another q (the attack is what is reused)."""
+    from rcs.config.schema import ModelConfig
+    from rcs.models import build_model
+    from rcs.selection.rd import RDValidation
+
+    torch.manual_seed(5)
+    model = build_model(ModelConfig(arch="resnet18", width=4, blocks=[1, 1], head_dim=16))
+    model = model.double().eval()
+    head = HeadFn(model.head, dtype=torch.float64)
+    bn = {"clean": "normal", "adv": "pgd"}
+    feats = lambda x, s: model.features(x, bn[s])  # noqa: E731
+    images = torch.rand(12, 3, 16, 16, dtype=torch.float64)
+    rdv = RDValidation(feats, head, images, "kl", ("normal", "pgd"), 8 / 255, 3, None, 5,
+                       (1, 2))
+    q0, _ = rdv.grad()
+    step = {n: torch.randn_like(p) for n, p in head.params.items()}
+    head.step(step, 0.05)
+    q_cached, rd_cached = rdv.grad()
+    with torch.no_grad():
+        f_adv = model.features(rdv.x_adv, "pgd")
+        f_nat = model.features(images, "normal")
+    q_fresh, rd_fresh = rd_grad(head, f_nat, f_adv, "kl", ("normal", "pgd"))
+    torch.testing.assert_close(q_cached, q_fresh, rtol=1e-10, atol=1e-12)
+    assert rd_cached == pytest.approx(rd_fresh, rel=1e-10)
+    assert not torch.allclose(q_cached, q0)
+    rdv.attack(1)
+    assert not torch.allclose(rdv.grad()[0], q_cached)

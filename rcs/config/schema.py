@@ -256,7 +256,8 @@ class SelectionConfig:
     rounds: int = 20
     """Greedy rounds R (m = ceil(n / R) picks per round); rounds = n is plain greedy."""
     eta: float = 0.01
-    """Step size of the one-step head update inside the greedy."""
+    """Step of the head update inside the greedy, per candidate_batch of picks (the published
+    greedy steps eta per picked minibatch; its double application is not copied)."""
     granularity: str = "sample"
     """sample | batch (the published behaviour: candidates are whole minibatches)"""
     candidate_batch: int = 0

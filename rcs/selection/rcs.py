@@ -11,7 +11,9 @@ Phases (each timed in ``meta["timings"]``):
 2. **validation**: RD attacks on U and ``q_U`` (:mod:`rcs.selection.rd`), including re-attacks and
    new ``q_U`` inside the greedy rounds.
 3. **greedy**: retrieval of the top-m gains and the head updates (:mod:`rcs.selection.greedy`):
-   ``φ' ← φ' − η·∇φ mean_{picks} ℓ`` (exact, from cached features, one backward, applied once).
+   ``φ' ← φ' − η·(m/B)·∇φ mean_{picks} ℓ`` for the round's m picks and chunk size B (η per
+   minibatch-worth of picks, as the published greedy steps η per picked minibatch, so R only
+   sets how often q_U is refreshed, not how far the head moves) (exact, from cached features, one backward, applied once).
 
 The model is never modified: the head is a deep copy, and every module is held in eval mode with
 frozen parameters (flags restored afterwards). Same seed and inputs give the same indices.
@@ -336,7 +338,9 @@ class RCSSelector:
                 f = torch.from_numpy(feats.rows(np.arange(lo, hi))).to(dev).view(hi - lo, views, -1)
                 p = torch.from_numpy(pos[pos // bsz == c] - lo).to(dev)
                 groups.append((f, None if lab_t is None else lab_t[lo:hi], p))
-            head.step(mean_grad(obj, head, groups), sc.eta)
+            # η per candidate_batch picked, as the published greedy steps η per picked
+            # minibatch: the head moves the same whatever the number of rounds
+            head.step(mean_grad(obj, head, groups), sc.eta * len(pos) / bsz)
             t1 = time.perf_counter()
             if sc.val_reattack_every and (r + 1) % sc.val_reattack_every == 0:
                 rdv.attack(r + 1)

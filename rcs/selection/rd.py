@@ -81,12 +81,13 @@ class RDValidation:
             self.f_nat = torch.cat([features(images[s:s + batch], "clean")
                                     for s in range(0, len(images), batch)])
         self.f_adv: Tensor | None = None
+        self.x_adv: Tensor | None = None
         self.attacks = 0
 
     def attack(self, round_index: int = 0) -> None:
         """Re-attack every validation image against the current head ``φ'``."""
         head, params, bn = self.head, self.head.params, self.bn
-        out = []
+        out, xs = [], []
         for b, s in enumerate(range(0, len(self.images), self.batch)):
             x = self.images[s:s + self.batch]
             with torch.no_grad():
@@ -96,9 +97,10 @@ class RDValidation:
             gen = _gen(x.device, *self.seed, round_index, b)
             x_adv = pgd(loss_fn, x, self.eps, self.alpha, self.steps, random_start=True,
                         generator=gen)
+            xs.append(x_adv)
             with torch.no_grad():
                 out.append(self.features(x_adv, "adv"))
-        self.f_adv = torch.cat(out)
+        self.f_adv, self.x_adv = torch.cat(out), torch.cat(xs)
         self.attacks += 1
 
     def grad(self) -> tuple[Tensor, float]:
