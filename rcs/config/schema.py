@@ -201,6 +201,11 @@ class TrainConfig:
     progress p (samples seen / planned), as in BYOL."""
     byorl_pred_hidden: int = 0
     """BYORL: hidden width of the predictor (0 = that of the projector head)."""
+    bn_recalibration: int = 0
+    """After each epoch trained on a coreset, re-estimate every BN layer's running statistics
+    (the ones attacks, selections and fine-tuning use) from this many random full-data batches
+    run through the method's own training forward without gradients (0 = off: the statistics
+    are those of the coreset batches, as in the published code)."""
     amp: str = "auto"
     """auto (bf16 on GPU, off on CPU) | bf16 | off"""
     channels_last: bool = True
@@ -237,6 +242,7 @@ class TrainConfig:
         _check(0.0 <= self.byorl_tau <= 1.0, "train.byorl_tau must be in [0, 1]")
         _check(self.byorl_pred_hidden >= 0, "train.byorl_pred_hidden must be >= 0")
         _in("train.amp", self.amp, ("auto", "bf16", "off"))
+        _check(self.bn_recalibration >= 0, "train.bn_recalibration must be >= 0 (0 = off)")
         _check(self.lr_warmup_epochs >= 0, "train.lr_warmup_epochs must be >= 0")
         self.attack.validate("train.attack")
 
@@ -293,9 +299,6 @@ class SelectionConfig:
     """Each class gets its proportional share of the coreset (largest-remainder quotas) when
     the dataset has labels: random draws that share per class; RCS (sample granularity) takes
     the best-gain samples of each class up to its quota."""
-    gain: str = "dot"
-    """RCS gain of a candidate: dot (<g_x, q_U>, the paper's first-order gain) | cosine
-    (<g_x, q_U> / |g_x|: direction only, so large-loss samples do not win by gradient norm)."""
     seed: int = 0
 
     def validate(self) -> None:
@@ -308,7 +311,6 @@ class SelectionConfig:
         _check(0.0 < self.pool <= 1.0, f"selection.pool={self.pool} must be in (0, 1]")
         _in("selection.granularity", self.granularity, ("sample", "batch"))
         _in("selection.rd_distance", self.rd_distance, ("kl", "minmax_kl"))
-        _in("selection.gain", self.gain, ("dot", "cosine"))
         _check(not (self.class_balanced and self.granularity == "batch"
                     and self.method == "rcs"),
                "selection.class_balanced needs selection.granularity=sample for RCS (whole "
@@ -324,9 +326,6 @@ class SelectionConfig:
         _check(self.val_reattack_every >= 0,
                "selection.val_reattack_every must be >= 0 (0 = never re-attack U)")
         _in("selection.gradients", self.gradients, ("exact", "sketch"))
-        _check(not (self.gradients == "exact" and self.gain == "cosine"),
-               "selection.gain=cosine needs selection.gradients=sketch (the per-sample "
-               "gradient norms come from the store)")
 
 
 @dataclass

@@ -13,7 +13,8 @@ Phases (each timed in ``meta["timings"]``):
 3. **greedy**: retrieval of the top-m gains and the head updates (:mod:`rcs.selection.greedy`):
    ``φ' ← φ' − η·(m/B)·∇φ mean_{picks} ℓ`` for the round's m picks and chunk size B (η per
    minibatch-worth of picks, as the published greedy steps η per picked minibatch, so R only
-   sets how often q_U is refreshed, not how far the head moves) (exact, from cached features, one backward, applied once).
+   sets how often q_U is refreshed, not how far the head moves); the gradient is exact (from
+   cached features, one backward) and applied once.
 
 The model is never modified: the head is a deep copy, and every module is held in eval mode with
 frozen parameters (flags restored afterwards). Same seed and inputs give the same indices.
@@ -219,8 +220,6 @@ class RCSSelector:
                                       self.scfg.train_attack_steps, gens, self.amp)
             if sinks["grads"] is not None:  # sketched gradients (gradients=exact needs none)
                 g = per_sample_grads(obj, head, feats, y, self.grad_chunk, sketch)
-                if self.scfg.gain == "cosine":  # direction only (rows are unit vectors)
-                    g = g / g.norm(dim=1, keepdim=True).clamp(min=1e-12)
                 if self.scfg.granularity == "batch":
                     sinks["grads"].put(np.array([c]), g.mean(0, keepdim=True))
                 else:

@@ -9,6 +9,7 @@ as the uninterrupted run would have.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import time
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from rcs.methods.base import MultiForward, RunContext
 from rcs.models import build_model
 from rcs.selection.base import Coreset, SelectionContext, budget, build_selector
 from rcs.selection.sampler import ReselectionSchedule
+from rcs.train.bn import recalibrate_bn
 from rcs.train.checkpoint import (
     coreset_from_state,
     coreset_to_state,
@@ -276,6 +278,8 @@ class Trainer:
             if every and p.step % every == 0 and p.batch < len(batches):
                 self.save()
         pbar.close()
+        if cfg.train.bn_recalibration and self.uses_coreset(epoch):
+            self._recalibrate_bn(epoch)
         seconds = time.perf_counter() - t0
         p.train_seconds += seconds
         p.epoch, p.batch = epoch + 1, 0
@@ -287,6 +291,30 @@ class Trainer:
                         lr=self.optimizer.param_groups[0]["lr"], step=p.step, **extra)
         if epoch % cfg.train.checkpoint_every == 0 or epoch == cfg.train.epochs:
             self.save()
+
+    def _recalibrate_bn(self, epoch: int) -> None:
+        """BN running statistics from ``train.bn_recalibration`` random full-data batches (see
+        :mod:`rcs.train.bn`); seeded by (seed, epoch, rank), so a resumed run repeats it."""
+        cfg, bs = self.cfg, self.cfg.train.batch_size
+        rng = np.random.default_rng([cfg.seed, epoch, self.env.rank, 0xB7])
+        idx = rng.choice(self.candidates, min(len(self.candidates),
+                                              cfg.train.bn_recalibration * bs), replace=False)
+        autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp
+                    else contextlib.nullcontext())
+
+        def forward(b: int) -> None:
+            part = idx[b * bs:(b + 1) * bs]
+            x, y = self.dataset.get_batch(part)
+            gen = torch.Generator(device=self.device).manual_seed(
+                step_seed(cfg.seed, epoch, 2**31 + b, self.env.rank))
+            self.method.prepare_batch(part)
+            with autocast:
+                self.method.step(self.forward, self.model, x.to(self.device),
+                                 None if y is None else y.to(self.device), self.augment, gen)
+
+        n = -(-len(idx) // bs)
+        recalibrate_bn(self.model, [functools.partial(forward, b) for b in range(n)],
+                       self.env.enabled)
 
     def _should_stop(self, stop: StopFlag) -> bool:
         if not self.env.enabled:
