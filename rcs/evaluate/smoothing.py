@@ -24,8 +24,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import beta as beta_dist
-from scipy.stats import norm
 from torch import nn
 
 from rcs.data import ImageDataset, to_float
@@ -54,7 +52,9 @@ def lower_confidence_bound(k: int, n: int, alpha: float) -> float:
     """One-sided (1 - α) Clopper-Pearson lower bound on a binomial p from k successes in n."""
     if not 0 <= k <= n:
         raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
-    return 0.0 if k == 0 else float(beta_dist.ppf(alpha, k, n - k + 1))
+    from scipy.stats import beta  # imported here: scipy.stats takes seconds to import
+
+    return 0.0 if k == 0 else float(beta.ppf(alpha, k, n - k + 1))
 
 
 def certify(model: nn.Module, x: torch.Tensor, sigma: float, n0: int, n: int, alpha: float,
@@ -66,6 +66,8 @@ def certify(model: nn.Module, x: torch.Tensor, sigma: float, n0: int, n: int, al
     p_low = lower_confidence_bound(k, n, alpha)
     if p_low < 0.5:
         return -1, 0.0, p_low
+    from scipy.stats import norm
+
     return c_a, float(sigma * norm.ppf(p_low)), p_low
 
 

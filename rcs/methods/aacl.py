@@ -20,13 +20,17 @@ import torch
 
 from rcs.losses import hcl_loss
 from rcs.methods.acl import ACL
-from rcs.methods.base import register_method
+from rcs.methods.base import StepOutput, at_least_two, register_method
 from rcs.train.distributed import gather_batch
 
 
 @register_method("aacl")
 class AACL(ACL):
     name = "aacl"
+
+    def step(self, forward, model, x, y, augment, generator) -> StepOutput:
+        # the hard-negative estimator needs a second image (a coreset epoch's last batch)
+        return super().step(forward, model, at_least_two(x), y, augment, generator)
 
     def embedding_loss(self, outputs: list[torch.Tensor]) -> torch.Tensor:
         t = self.cfg.train

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 
 from rcs.losses import adco_loss, adco_memory_grad
-from rcs.methods.base import StepOutput, register_method, two_views
+from rcs.methods.base import StepOutput, at_least_two, register_method, two_views
 from rcs.methods.memory_method import MemoryMethod
 from rcs.train.distributed import gather_batch
 
@@ -33,7 +33,7 @@ class AdCo(MemoryMethod):
     name = "adco"
 
     def step(self, forward, model, x, y, augment, generator) -> StepOutput:
-        t1, t2 = two_views(x, augment, generator, self.cfg)
+        t1, t2 = two_views(at_least_two(x), augment, generator, self.cfg)
         (q,) = forward([(t1, self.bn, "proj")])
         q, k = gather_batch(q), gather_batch(self.key_embeddings(t2))
         loss = adco_loss(q, k, self.memory.bank, self.cfg.train.temperature)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from rcs.losses import ainfonce_rocl_loss, rocl_nt_xent
-from rcs.methods.base import register_method
+from rcs.methods.base import StepOutput, at_least_two, register_method
 from rcs.methods.rocl import RoCL
 from rcs.train.distributed import gather_batch
 
@@ -27,6 +27,10 @@ from rcs.train.distributed import gather_batch
 @register_method("arocl")
 class ARoCL(RoCL):
     name = "arocl"
+
+    def step(self, forward, model, x, y, augment, generator) -> StepOutput:
+        # the hard-negative estimator needs a second image (a coreset epoch's last batch)
+        return super().step(forward, model, at_least_two(x), y, augment, generator)
 
     def terms(self, outputs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         t = self.cfg.train

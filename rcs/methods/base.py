@@ -213,6 +213,12 @@ def paired_views(x: torch.Tensor, augment: Any, generator: torch.Generator,
     return v
 
 
+def at_least_two(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with a single image repeated twice: a train-mode BatchNorm1d needs two rows per
+    forward, and the last batch of a coreset epoch may hold one image (as AdvCL does)."""
+    return x.repeat(2, *([1] * (x.dim() - 1))) if x.shape[0] == 1 else x
+
+
 def two_views(x: torch.Tensor, augment: Any, generator: torch.Generator,
               cfg: RunConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Two independently augmented views ``(t1, t2)`` ([B] each); channels_last when set."""

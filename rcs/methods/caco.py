@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from rcs.losses import caco_loss, caco_memory_direction, caco_positive_index
-from rcs.methods.base import StepOutput, register_method, two_views
+from rcs.methods.base import StepOutput, at_least_two, register_method, two_views
 from rcs.methods.memory_method import MemoryMethod
 from rcs.train.distributed import gather_batch
 
@@ -31,7 +31,7 @@ class CaCo(MemoryMethod):
 
     def step(self, forward, model, x, y, augment, generator) -> StepOutput:
         t = self.cfg.train
-        t1, t2 = two_views(x, augment, generator, self.cfg)
+        t1, t2 = two_views(at_least_two(x), augment, generator, self.cfg)
         q1, q2 = (gather_batch(q) for q in forward([(t1, self.bn, "proj"),
                                                     (t2, self.bn, "proj")]))
         k1, k2 = (gather_batch(self.key_embeddings(v)) for v in (t1, t2))

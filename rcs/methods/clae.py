@@ -20,7 +20,7 @@ import torch
 
 from rcs.attacks import attack_mode, pgd
 from rcs.losses import clae_loss, nt_xent, pair_rows
-from rcs.methods.base import Method, StepOutput, register_method, two_views
+from rcs.methods.base import Method, StepOutput, at_least_two, register_method, two_views
 from rcs.train.distributed import gather_batch
 
 
@@ -30,7 +30,7 @@ class CLAE(Method):
 
     def step(self, forward, model, x, y, augment, generator) -> StepOutput:
         t, a = self.cfg.train, self.cfg.train.attack
-        t1, t2 = two_views(x, augment, generator, self.cfg)
+        t1, t2 = two_views(at_least_two(x), augment, generator, self.cfg)
         with attack_mode(model), torch.no_grad():
             anchor = model(t1, "pgd")
 

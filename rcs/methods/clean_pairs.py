@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from rcs.methods.base import Method, StepOutput, paired_views, single_branch
+from rcs.methods.base import Method, StepOutput, at_least_two, paired_views, single_branch
 
 
 class CleanPairs(Method):
@@ -19,6 +19,7 @@ class CleanPairs(Method):
         self.bn = single_branch(cfg, self.name)
 
     def step(self, forward, model, x, y, augment, generator) -> StepOutput:
+        x = at_least_two(x)  # hard negatives need a second image (a coreset's last batch)
         self.before_loss(x.shape[0], generator)
         v = paired_views(x, augment, generator, self.cfg)
         return StepOutput(self.embedding_loss(forward([(v, self.bn, "proj")])))
