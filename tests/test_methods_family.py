@@ -246,7 +246,7 @@ def test_layerwise_adds_alpha_times_the_method_loss_on_stage_projections():
     out = m.step(fw, model, x, None, Augment(cfg.augment), torch.Generator().manual_seed(0))
     (v, bn0, _), (va, bn1, _) = fw.calls[0]
     z_nat, z_adv = fw.outs[0]
-    final = acl_loss(z_nat, z_adv, cfg.train.temperature)
+    final = acl_loss(z_nat, z_adv, cfg.train.temperature).detach()
     assert out.metrics["loss_final"] == pytest.approx(float(final), rel=1e-6)
     # stage projections recomputed from the stage outputs (train mode: batch statistics)
     feats = {}
@@ -259,7 +259,7 @@ def test_layerwise_adds_alpha_times_the_method_loss_on_stage_projections():
     want = float(final)
     for k, alpha in ((1, 0.3), (2, 0.6)):
         zs = [heads[str(k)](o.mean(dim=(2, 3))) for o in feats[f"layer{k}"]]
-        lk = float(acl_loss(zs[0], zs[1], cfg.train.temperature))
+        lk = float(acl_loss(zs[0], zs[1], cfg.train.temperature).detach())
         assert out.metrics[f"layer{k}"] == pytest.approx(lk, rel=1e-5)
         want += alpha * lk
     assert float(out.loss.detach()) == pytest.approx(want, rel=1e-5)
