@@ -15,7 +15,7 @@ the estimate above its theoretical minimum. β = 0, τ⁺ = 0 give NT-Xent.
 
 HCL's loss on interleaved pairs (positive of row i is row ``i ^ 1``, as in SimCLR)::
 
-    L_HCL = (1/2B) Σ_i l_{i, i^1}                                  (β = 1, τ⁺ = 0.1 on CIFAR-10)
+    L_HCL = (1/2B) Σ_i l_{i, i^1}            (β = 1, τ⁺ = 0.1 in the public STL-10 script)
 
 :func:`hard_negative_terms` is the general form; A-InfoNCE (``rcs.losses.ainfonce``) uses it
 with several positives per anchor. Computed in fp32 even under autocast.
