@@ -286,3 +286,18 @@ def test_layerwise_refuses_methods_without_an_embedding_loss_and_bad_stages():
         load_config(None, TINY + ["train.layerwise_stages=[1,2]", "train.layerwise_weights=[1]"])
     with pytest.raises(ConfigError, match="stages"):
         setup("ifm", "train.layerwise_stages=[3]", "train.layerwise_weights=[1.0]")
+
+
+def test_train_help_and_readme_list_the_family_and_the_layerwise_option():
+    from pathlib import Path
+
+    from rcs.cli.main import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices["train"]
+    text = " ".join(sub.format_help().split())
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for name in SETS:
+        assert f"| `{name}` |" in readme and name in text, name
+    assert "train.layerwise_stages" in text and "train.layerwise_stages" in readme
+    assert "--attacks smoothing" in readme

@@ -100,3 +100,31 @@ def test_evaluate_reports_smoothing_and_the_config_validates():
     assert sm["certified_accuracy"]["0.25"] <= sm["certified_accuracy"]["0"]
     with pytest.raises(Exception, match="smoothing_alpha"):
         EvalConfig(smoothing_alpha=1.5).validate()
+
+
+def test_slf_noise_sigma_adds_gaussian_noise_to_the_training_images():
+    from rcs.config import load_config
+    from rcs.finetune.augment import crop_flip
+    from rcs.finetune.linear import linear_step
+    from rcs.models import Classifier
+
+    seen = []
+
+    class Recorder(nn.Module):
+        def forward(self, x):
+            seen.append(x.detach().clone())
+            return x.flatten(1)[:, :4]
+
+    clf = Classifier(Recorder(), nn.Linear(4, 2))
+    x = torch.rand(64, 3, 16, 16)
+    y = torch.zeros(64, dtype=torch.long)
+    for sigma in (0.0, 0.5):
+        cfg = load_config(None, [f"finetune.noise_sigma={sigma}"])
+        linear_step(clf, cfg, adversarial=False)(x, y, torch.Generator().manual_seed(3))
+        base = crop_flip(x, cfg.finetune.padding, generator=torch.Generator().manual_seed(3))
+        diff = seen[-1] - base
+        if sigma == 0:
+            assert torch.equal(diff, torch.zeros_like(diff))
+        else:  # N(0, σ²) per pixel, not clipped: mean 0, std σ
+            assert abs(float(diff.mean())) < 0.01 and float(diff.std()) == pytest.approx(0.5,
+                                                                                      rel=0.02)
