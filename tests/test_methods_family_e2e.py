@@ -70,3 +70,28 @@ def test_layerwise_acl_rcs_slf_pgd20(tmp_path):
     assert steps and all("layer1" in r and "loss_final" in r for r in steps)
     assert all(r["loss"] == pytest.approx(r["loss_final"] + 0.5 * r["layer1"], rel=1e-5)
                for r in steps)
+
+
+@pytest.mark.slow
+def test_family_under_ddp_two_gloo_ranks(tmp_path):
+    """2 CPU ranks with sharded RCS selection: AdCo and CaCo (global queries and keys, the same
+    memory update on every rank), MoCHi (global hard negatives) and ACL with the layer-wise
+    heads inside the DDP forward all finish."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", RCS_QUIET="1")
+    port = 29200 + os.getpid() % 500
+    runs = [("adco", EXTRA["adco"]), ("caco", EXTRA["caco"]), ("mochi", EXTRA["mochi"]),
+            ("acl", ["train.layerwise_stages=[1]", "train.layerwise_weights=[0.5]"])]
+    for i, (method, extra) in enumerate(runs):
+        out = tmp_path / method
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+               f"--master_port={port + i}", "-m", "rcs.cli.main", "train", "-c",
+               f"configs/tiny/cifar10_{method}_rcs.yaml", "--out", str(out),
+               *sets(LEAN + extra)]
+        res = subprocess.run(cmd, env=env, capture_output=True, timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["world_size"] == 2 and summary["selections"] == 1
