@@ -145,8 +145,9 @@ class AttackConfig:
 @dataclass
 class TrainConfig:
     method: str = "acl"
-    """acl | dynacl | air | dynacl_air | sat | advcl | rocl | byorl | tikhonov (see `rcs train
-    --help` for references; methods registered by user code work too)"""
+    """acl | dynacl | air | dynacl_air | sat | advcl | rocl | byorl | tikhonov | clae | ifm | hcl |
+    mochi | aacl | arocl | adco | caco | rush (see `rcs train --help` for references; methods
+    registered by user code work too)"""
     epochs: int = 1000
     batch_size: int = 512
     optimizer: str = "lars"
@@ -206,6 +207,54 @@ class TrainConfig:
     (the ones attacks, selections and fine-tuning use) from this many random full-data batches
     run through the method's own training forward without gradients (0 = off: the statistics
     are those of the coreset batches, as in the published code)."""
+    clae_alpha: float = 1.0
+    """CLAE: weight of the adversarial pair term, L = NTX(t1, t2) + clae_alpha NTX(t1, adv)."""
+    ifm_epsilon: float = 0.1
+    """IFM: budget ε: positive cosines lowered and negative cosines raised by ε (published
+    0.05 / 0.1 / 0.2 on ImageNet-100; 0.1 best)."""
+    ifm_alpha: float = 1.0
+    """IFM: L = (NTX + α NTX_ε) / (1 + α)."""
+    hcl_beta: float = 1.0
+    """HCL: concentration β of the hard-negative importance weights exp(β s / t)."""
+    hcl_tau_plus: float = 0.1
+    """HCL: class prior τ⁺ of the debiasing term (0 = no debiasing)."""
+    mochi_hard: int = 1024
+    """MoCHi: N, the hardest negatives per anchor that are mixed (capped at the 2B - 2
+    negatives of the batch)."""
+    mochi_mix: int = 1024
+    """MoCHi: s, synthetic negatives per anchor mixed from two hard negatives."""
+    mochi_query_mix: int = 256
+    """MoCHi: s', synthetic negatives per anchor mixed from the anchor and a hard negative."""
+    ainfonce_variant: str = "iphn"
+    """A-InfoNCE (arocl): ip (adversarial views as inferior positives) | hn (hard-negative
+    estimator) | iphn (both; published best)."""
+    ainfonce_ip_degree: float = 0.2
+    """A-InfoNCE: share γ of the clean-anchor -> adversarial-positive terms (the adversarial
+    anchor -> clean positive terms get 1 - γ); published 0.2."""
+    ainfonce_adv_weight: float = 1.0
+    """A-InfoNCE: weight of the adversarial pair terms under ip (published 1)."""
+    ainfonce_tau_plus: float = 0.12
+    """A-InfoNCE / aacl: τ⁺ of the hard-negative estimator (published 0.12)."""
+    ainfonce_beta: float = 1.0
+    """A-InfoNCE / aacl: β of the hard-negative estimator (published 1.0)."""
+    memory_size: int = 65536
+    """AdCo / CaCo: K, the number of learnable memory entries (published 65536 on ImageNet;
+    at most the dataset size here: the bank starts from the key encoder's embeddings)."""
+    memory_lr: float = 3.0
+    """AdCo / CaCo: learning rate of the memory bank's own SGD (published 3)."""
+    memory_temperature: float = 0.02
+    """AdCo / CaCo: temperature of the memory update (AdCo 0.02, CaCo 0.08)."""
+    memory_momentum: float = 0.9
+    """AdCo / CaCo: momentum of the memory bank's SGD."""
+    memory_weight_decay: float = 1e-4
+    """AdCo / CaCo: weight decay of the memory bank (AdCo 1e-4, CaCo 0)."""
+    key_momentum: float = 0.999
+    """AdCo / CaCo: EMA rate of the momentum key encoder (AdCo 0.999, CaCo 0.99)."""
+    layerwise_stages: list[int] = field(default_factory=list)
+    """Layer-wise contrastive loss: encoder stages k (1-based) whose pooled output gets its own
+    projection head and contrastive loss L_k; L = L_method + Σ_k α_k L_k. Empty = off."""
+    layerwise_weights: list[float] = field(default_factory=list)
+    """Layer-wise contrastive loss: α_k, one per entry of layerwise_stages."""
     amp: str = "auto"
     """auto (bf16 on GPU, off on CPU) | bf16 | off"""
     channels_last: bool = True
@@ -241,6 +290,31 @@ class TrainConfig:
         _check(self.rocl_lambda > 0, "train.rocl_lambda must be > 0")
         _check(0.0 <= self.byorl_tau <= 1.0, "train.byorl_tau must be in [0, 1]")
         _check(self.byorl_pred_hidden >= 0, "train.byorl_pred_hidden must be >= 0")
+        _check(self.clae_alpha >= 0, "train.clae_alpha must be >= 0")
+        _check(self.ifm_epsilon >= 0 and self.ifm_alpha >= 0,
+               "train.ifm_epsilon and train.ifm_alpha must be >= 0")
+        _check(self.hcl_beta >= 0, "train.hcl_beta must be >= 0")
+        _check(0.0 <= self.hcl_tau_plus < 1.0 and 0.0 <= self.ainfonce_tau_plus < 1.0,
+               "train.hcl_tau_plus and train.ainfonce_tau_plus must be in [0, 1)")
+        _check(self.mochi_hard >= 2 and self.mochi_mix >= 0 and self.mochi_query_mix >= 0,
+               "train.mochi_hard must be >= 2, train.mochi_mix and train.mochi_query_mix >= 0")
+        _in("train.ainfonce_variant", self.ainfonce_variant, ("ip", "hn", "iphn"))
+        _check(0.0 <= self.ainfonce_ip_degree <= 1.0, "train.ainfonce_ip_degree must be in [0, 1]")
+        _check(self.ainfonce_adv_weight >= 0 and self.ainfonce_beta >= 0,
+               "train.ainfonce_adv_weight and train.ainfonce_beta must be >= 0")
+        _check(self.memory_size >= 1, "train.memory_size must be >= 1")
+        _check(self.memory_lr >= 0 and self.memory_momentum >= 0
+               and self.memory_weight_decay >= 0,
+               "train.memory_lr, train.memory_momentum and train.memory_weight_decay must be >= 0")
+        _check(self.memory_temperature > 0, "train.memory_temperature must be > 0")
+        _check(0.0 <= self.key_momentum <= 1.0, "train.key_momentum must be in [0, 1]")
+        _check(len(self.layerwise_weights) == len(self.layerwise_stages),
+               f"train.layerwise_weights={self.layerwise_weights} needs one weight per entry of "
+               f"train.layerwise_stages={self.layerwise_stages}")
+        _check(all(k >= 1 for k in self.layerwise_stages)
+               and len(set(self.layerwise_stages)) == len(self.layerwise_stages),
+               f"train.layerwise_stages={self.layerwise_stages} must be distinct 1-based stage "
+               "numbers (e.g. [2, 3])")
         _in("train.amp", self.amp, ("auto", "bf16", "off"))
         _check(self.bn_recalibration >= 0, "train.bn_recalibration must be >= 0 (0 = off)")
         _check(self.lr_warmup_epochs >= 0, "train.lr_warmup_epochs must be >= 0")
@@ -377,6 +451,9 @@ class FinetuneConfig:
     """BN branch of the pretrained encoder that is exported and fine-tuned."""
     padding: int = 4
     """Fine-tuning augmentation: random crop with this zero padding, then a horizontal flip."""
+    noise_sigma: float = 0.0
+    """SLF / ALF: add N(0, σ²) noise to every training image (the Gaussian-augmentation base
+    classifier of randomized smoothing, as RUSH trains it); 0 = off."""
     label_fraction: float = 1.0
     """Share of the labelled training split used (1.0, 0.1, 0.01 in the label-efficiency
     experiments): round(fraction * N) images, class-balanced, drawn with finetune.seed."""
@@ -393,6 +470,7 @@ class FinetuneConfig:
             getattr(self, m).validate(f"finetune.{m}")
         _check(self.trades_beta >= 0, "finetune.trades_beta must be >= 0")
         _check(self.padding >= 0, "finetune.padding must be >= 0")
+        _check(self.noise_sigma >= 0, "finetune.noise_sigma must be >= 0 (0 = off)")
         self.attack.validate("finetune.attack")
 
 
@@ -407,7 +485,7 @@ CORRUPTIONS = (
 @dataclass
 class EvalConfig:
     attacks: list[str] = field(default_factory=lambda: ["clean", "pgd20"])
-    """clean | pgd20 | autoattack | corruptions"""
+    """clean | pgd20 | autoattack | corruptions | smoothing"""
     pgd: AttackConfig = field(default_factory=lambda: AttackConfig(steps=20))
     """PGD evaluation attack (CE, eval mode, uniform random start): 20 steps of 2/255, eps 8/255."""
     limit: int = 0
@@ -426,10 +504,33 @@ class EvalConfig:
     batch_size: int = 256
     seed: int = 1
     """Seed of the PGD random starts (the ACL code seeds 1 before its test loop)."""
+    smoothing_sigma: float = 0.25
+    """Randomized smoothing (Cohen et al. 2019): std σ of the Gaussian noise (0.12 / 0.25 / 0.5
+    / 1.0 in the paper)."""
+    smoothing_n0: int = 100
+    """CERTIFY: noise samples that pick the top class (published 100)."""
+    smoothing_n: int = 100000
+    """CERTIFY: noise samples that bound its probability (published 100,000)."""
+    smoothing_alpha: float = 0.001
+    """CERTIFY: failure probability α of the Clopper-Pearson bound (published 0.001)."""
+    smoothing_radii: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
+    """L2 radii at which certified accuracy is reported."""
+    smoothing_n_ex: int = 500
+    """Certify the first n test images (0 = all; Cohen et al. certify 500 CIFAR-10 images)."""
+    smoothing_batch: int = 1000
+    """Noisy copies per forward pass."""
 
     def validate(self) -> None:
         for a in self.attacks:
-            _in("eval.attacks entry", a, ("clean", "pgd20", "autoattack", "corruptions"))
+            _in("eval.attacks entry", a,
+                ("clean", "pgd20", "autoattack", "corruptions", "smoothing"))
+        _check(self.smoothing_sigma > 0, "eval.smoothing_sigma must be > 0")
+        _check(self.smoothing_n0 >= 1 and self.smoothing_n >= 1 and self.smoothing_batch >= 1,
+               "eval.smoothing_n0, eval.smoothing_n and eval.smoothing_batch must be >= 1")
+        _check(0.0 < self.smoothing_alpha < 1.0, "eval.smoothing_alpha must be in (0, 1)")
+        _check(all(r >= 0 for r in self.smoothing_radii) and len(self.smoothing_radii) > 0,
+               "eval.smoothing_radii must be a non-empty list of radii >= 0")
+        _check(self.smoothing_n_ex >= 0, "eval.smoothing_n_ex must be >= 0 (0 = all)")
         for c in self.corruptions:
             _in("eval.corruptions entry", c, CORRUPTIONS)
         _check(all(1 <= s <= 5 for s in self.severities) and len(self.severities) > 0,

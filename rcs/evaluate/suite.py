@@ -7,7 +7,9 @@
 * ``autoattack``  - AutoAttack ``eval.autoattack_version`` L-inf at ``eval.pgd.eps`` on the first
   ``eval.autoattack_n_ex`` test images; when the package is missing the entry holds
   ``{"available": false, "message": ...}`` and nothing fails;
-* ``corruptions`` - CIFAR-10-C style accuracy from ``eval.corruptions_root``.
+* ``corruptions`` - CIFAR-10-C style accuracy from ``eval.corruptions_root``;
+* ``smoothing``   - certified L2 accuracy of the Gaussian-smoothed classifier at
+  ``eval.smoothing_radii`` (Cohen et al.'s CERTIFY, ``rcs.evaluate.smoothing``).
 
 Before attacking, the checks AutoAttack's authors recommend are made on one batch: the model
 must output logits (not probabilities), inputs are in [0, 1], eps is 8/255 rather than 0.031.
@@ -31,8 +33,9 @@ from rcs.errors import ConfigError, NotAvailableError
 from rcs.evaluate.accuracy import clean_accuracy, pgd_accuracy
 from rcs.evaluate.autoattack import autoattack_accuracy
 from rcs.evaluate.corruptions import corruption_accuracy
+from rcs.evaluate.smoothing import certified_accuracy
 
-ATTACKS = ("clean", "pgd20", "autoattack", "corruptions")
+ATTACKS = ("clean", "pgd20", "autoattack", "corruptions", "smoothing")
 
 
 def sanity_check(model: nn.Module, x: torch.Tensor, eps: float) -> list[str]:
@@ -84,9 +87,18 @@ def evaluate(model: nn.Module, test_set: ImageDataset, cfg: EvalConfig,
             results[a] = corruption_accuracy(model, cfg.corruptions_root, cfg.corruptions,
                                              cfg.severities, cfg.corruptions_n_ex,
                                              cfg.batch_size, device)
+        elif a == "smoothing":
+            results[a] = certified_accuracy(
+                model, test_set, cfg.smoothing_sigma, cfg.smoothing_n0, cfg.smoothing_n,
+                cfg.smoothing_alpha, list(cfg.smoothing_radii), cfg.smoothing_n_ex,
+                cfg.smoothing_batch, device, cfg.seed)
         results["seconds"][a] = time.perf_counter() - t0
         acc = results[a].get("accuracy")
-        if acc is not None:
+        if a == "smoothing":
+            per_r = ", ".join(f"r={r}: {100 * v:.1f}%"
+                              for r, v in results[a]["certified_accuracy"].items())
+            log(f"[eval] smoothing (sigma {cfg.smoothing_sigma}): certified accuracy {per_r}")
+        elif acc is not None:
             log(f"[eval] {a}: accuracy {100 * acc:.2f}%")
     return results
 

@@ -5,7 +5,8 @@ ACL-family code base does) into a single-BN :class:`Classifier` with a zero-init
 The encoder stays in eval mode (BN running statistics frozen) with ``requires_grad`` off; only
 ``fc`` is trained, with SGD on::
 
-    SLF:  CE(fc(f(x~)), y)                 x~ = crop_flip(x)
+    SLF:  CE(fc(f(x~)), y)                 x~ = crop_flip(x) (+ N(0, σ²) noise when
+                                           finetune.noise_sigma = σ > 0: randomized smoothing)
     ALF:  CE(fc(f(x_adv)), y)              x_adv = PGD-10 of CE(classifier(.), y) from x~
                                            (eps 8/255, step 2/255, U(-eps, eps) start, against
                                            the whole classifier - frozen encoder + current fc -
@@ -44,6 +45,9 @@ def linear_step(clf: Classifier, cfg: RunConfig, adversarial: bool):
 
     def step(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         x = crop_flip(x, ft.padding, generator=gen)
+        if ft.noise_sigma > 0:  # Gaussian augmentation: the base classifier of smoothing
+            x = x + ft.noise_sigma * torch.randn(x.shape, generator=gen, device=x.device,
+                                                 dtype=x.dtype)
         if adversarial:
             x = pgd(objectives.cross_entropy(clf, y), x, atk.eps, atk.alpha, atk.steps,
                     random_start=atk.random_start, generator=gen, model=clf)

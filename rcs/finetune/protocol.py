@@ -46,7 +46,8 @@ PROTOCOLS: dict[str, dict[str, dict[str, object]]] = {
 }
 METHOD_PROTOCOL = {"acl": "acl", "sat": "acl", "air": "air", "dynacl": "dynacl",
                    "dynacl_air": "dynacl_air", "advcl": "advcl", "rocl": "acl", "byorl": "acl",
-                   "tikhonov": "acl"}
+                   "tikhonov": "acl", "clae": "acl", "ifm": "acl", "hcl": "acl", "mochi": "acl",
+                   "aacl": "acl", "arocl": "acl", "adco": "acl", "caco": "acl", "rush": "acl"}
 """Which published row a pretraining ``train.method`` uses under ``finetune.protocol=auto``."""
 
 LINEAR_LR_BY_DATASET = {"cifar100": 0.05}

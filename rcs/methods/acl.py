@@ -35,8 +35,10 @@ class ACL(Method):
 
     def step(self, forward, model, x, y, augment, generator) -> StepOutput:
         v, v_adv = contrastive_views(model, x, augment, generator, self.cfg)
-        z_nat, z_adv = forward([(v, "normal", "proj"), (v_adv, "pgd", "proj")])
-        z_nat, z_adv = gather_batch(z_nat), gather_batch(z_adv)  # global negatives under DDP
+        outs = forward([(v, "normal", "proj"), (v_adv, "pgd", "proj")])
+        return StepOutput(self.embedding_loss(outs))
+
+    def embedding_loss(self, outputs: list[torch.Tensor]) -> torch.Tensor:
+        z_nat, z_adv = (gather_batch(z) for z in outputs)  # global negatives under DDP
         w_nat, w_adv = self.weights()
-        loss = acl_loss(z_nat, z_adv, self.cfg.train.temperature, w_nat=w_nat, w_adv=w_adv)
-        return StepOutput(loss)
+        return acl_loss(z_nat, z_adv, self.cfg.train.temperature, w_nat=w_nat, w_adv=w_adv)

@@ -8,6 +8,8 @@ the published (``faithful``) or the true-KL (``corrected``) regularisers.
 
 from __future__ import annotations
 
+import torch
+
 from rcs.data import to_float
 from rcs.losses import air_terms
 from rcs.methods.acl import contrastive_views
@@ -24,17 +26,24 @@ class AIR(Method):
         return 0.0
 
     def step(self, forward, model, x, y, augment, generator) -> StepOutput:
-        t = self.cfg.train
         v, v_adv = contrastive_views(model, x, augment, generator, self.cfg)
         x_ori = to_float(x)
-        z_nat, z_adv, z_ori = forward([(v, "normal", "proj"), (v_adv, "pgd", "proj"),
-                                       (x_ori, "normal", "proj")])
-        z_nat, z_adv, z_ori = (gather_batch(z) for z in (z_nat, z_adv, z_ori))
+        outs = forward([(v, "normal", "proj"), (v_adv, "pgd", "proj"), (x_ori, "normal", "proj")])
+        loss, terms = self.loss_and_terms(outs)
+        return StepOutput(loss, {k: float(v.detach()) for k, v in terms.items()})
+
+    def loss_and_terms(self, outputs: list[torch.Tensor]
+                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        t = self.cfg.train
+        z_nat, z_adv, z_ori = (gather_batch(z) for z in outputs)
         terms = air_terms(z_nat, z_adv, z_ori, t.temperature, t.air_variant)
         w = self.w()
         loss = ((1 - w) * terms["nat"] + (1 + w) * terms["adv"] + t.air_lambda1 * terms["sir"]
                 + t.air_lambda2 * terms["air"])
-        return StepOutput(loss, {k: float(v.detach()) for k, v in terms.items()})
+        return loss, terms
+
+    def embedding_loss(self, outputs: list[torch.Tensor]) -> torch.Tensor:
+        return self.loss_and_terms(outputs)[0]
 
     def selection_loss(self) -> str:
         return "air"

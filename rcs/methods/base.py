@@ -17,6 +17,9 @@ Hooks the trainer calls, in order (all optional; the defaults do nothing):
 * ``prepare_batch(idx)`` with the dataset indices of the next batch, then ``step(...)``.
 * ``after_step(progress)`` after each optimizer step; ``progress`` = samples seen / planned.
 
+``embedding_loss(outputs)`` (optional) gives the method's loss from its training forward's
+outputs; the layer-wise contrastive option (``train.layerwise_stages``) needs it.
+
 With ``train.tikhonov_lambda > 0``, :func:`build_method` wraps the method in
 :class:`TikhonovPenalty`, which adds the input-gradient penalty to its loss.
 """
@@ -137,6 +140,18 @@ class Method:
         """Which per-sample loss RCS uses for this method's gradients: acl | air | sat."""
         return "acl"
 
+    def embedding_loss(self, outputs: list[torch.Tensor]) -> torch.Tensor:
+        """The method's loss as a function of the outputs of its training forward (one
+        ``forward`` call per step; outputs in call order). Methods that define it (and compute
+        their step's loss with it) work with the layer-wise contrastive option
+        (``train.layerwise_stages``), which applies it to each chosen stage's projections."""
+        raise NotImplementedError(f"method {self.name} does not define embedding_loss")
+
+
+def has_embedding_loss(method: Method) -> bool:
+    """Whether ``method`` overrides :meth:`Method.embedding_loss`."""
+    return type(method).embedding_loss is not Method.embedding_loss
+
 
 METHODS: dict[str, Callable[[RunConfig], Method]] = {}
 
@@ -149,8 +164,8 @@ def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
     return deco
 
 
-_BUILTIN = ("acl", "dynacl", "air", "sat", "advcl", "rocl", "byorl",
-            "tikhonov")  # modules registering methods
+_BUILTIN = ("acl", "dynacl", "air", "sat", "advcl", "rocl", "byorl", "tikhonov", "clae",
+            "ifm", "hcl", "mochi", "aacl", "arocl", "adco", "caco", "rush")  # registering modules
 
 
 def method_names() -> list[str]:
@@ -161,12 +176,18 @@ def method_names() -> list[str]:
 
 
 def build_method(name: str, cfg: RunConfig) -> Method:
-    """The method ``name``; wrapped in :class:`TikhonovPenalty` when ``train.tikhonov_lambda >
-    0`` (the ``tikhonov`` method is that wrapper around plain NT-Xent and requires it)."""
+    """The method ``name``; wrapped in :class:`rcs.methods.layerwise.LayerwiseContrastive`
+    when ``train.layerwise_stages`` is set, then in :class:`TikhonovPenalty` when
+    ``train.tikhonov_lambda > 0`` (the ``tikhonov`` method is that wrapper around plain NT-Xent
+    and requires it)."""
     names = method_names()
     if name not in METHODS:
         raise ConfigError(f"unknown train.method '{name}'; available: {', '.join(names)}")
     method = METHODS[name](cfg)
+    if list(getattr(cfg.train, "layerwise_stages", [])):
+        from rcs.methods.layerwise import LayerwiseContrastive
+
+        method = LayerwiseContrastive(method)
     lam = float(getattr(cfg.train, "tikhonov_lambda", 0.0))
     if name == "tikhonov" and lam <= 0:
         raise ConfigError("train.method=tikhonov needs train.tikhonov_lambda > 0 (the published "
@@ -190,6 +211,21 @@ def paired_views(x: torch.Tensor, augment: Any, generator: torch.Generator,
     if cfg.train.channels_last:
         v = v.contiguous(memory_format=torch.channels_last)
     return v
+
+
+def at_least_two(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with a single image repeated twice: a train-mode BatchNorm1d needs two rows per
+    forward, and the last batch of a coreset epoch may hold one image (as AdvCL does)."""
+    return x.repeat(2, *([1] * (x.dim() - 1))) if x.shape[0] == 1 else x
+
+
+def two_views(x: torch.Tensor, augment: Any, generator: torch.Generator,
+              cfg: RunConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two independently augmented views ``(t1, t2)`` ([B] each); channels_last when set."""
+    t1, t2 = augment(x, generator=generator), augment(x, generator=generator)
+    if cfg.train.channels_last:
+        t1, t2 = (v.contiguous(memory_format=torch.channels_last) for v in (t1, t2))
+    return t1, t2
 
 
 def single_branch(cfg: RunConfig, method: str) -> str:

@@ -23,9 +23,36 @@ CATALOG: dict[str, tuple[str, str]] = {
     "tikhonov": ("double back-propagation, Drucker & LeCun 1992, on the contrastive loss",
                  "NT-Xent + (λ/2) Σ_k (‖∇_{x̃_2k-1} L‖² + ‖∇_{x̃_2k} L‖²)/2, no attack; "
                  "train.tikhonov_lambda > 0 adds the penalty to any method"),
+    "clae": ("Ho & Vasconcelos, NeurIPS 2020",
+             "NTX(t1, t2) + α NTX(t1, FGSM/PGD(t1)) on the pair's NT-Xent, dual BN"),
+    "ifm": ("Robinson et al., NeurIPS 2021",
+            "(NTX + α NTX_ε)/(1+α): positive cosines -ε, negative cosines +ε, single BN"),
+    "hcl": ("Robinson et al., ICLR 2021",
+            "hard negatives by importance weights exp(β s/t), debiasing τ⁺, single BN"),
+    "mochi": ("Kalantidis et al., NeurIPS 2020",
+              "NT-Xent + negatives mixed from the N hardest (and the anchor), single BN"),
+    "aacl": ("Yu et al., ECCV 2022 (A-InfoNCE hard negatives) on ACL",
+             "½[HN(z_nat) + HN(z_adv)], ACL's contrastive PGD, dual BN"),
+    "arocl": ("Yu et al., ECCV 2022 (A-InfoNCE) on RoCL",
+              "RoCL with adversarial views as inferior positives and/or hard negatives"),
+    "adco": ("Hu et al., CVPR 2021",
+             "InfoNCE against a learnable memory of negatives updated by gradient ascent, "
+             "momentum key encoder, single BN"),
+    "caco": ("Wang et al., 2022",
+             "learnable memory: cooperative positives (descent), adversarial negatives "
+             "(ascent), single BN"),
+    "rush": ("Pang et al., 2022",
+             "SimCLR pretraining; robustness by randomized smoothing (rcs eval --attacks "
+             "smoothing)"),
 }
 
 
+LAYERWISE_HELP = ("train.layerwise_stages=[k,...] with train.layerwise_weights=[α_k,...] adds the "
+                  "layer-wise contrastive loss Σ_k α_k L_k (the method's loss on stage-k "
+                  "projections) to any method with an embedding loss")
+
+
 def method_help() -> str:
-    """One line per built-in method: ``name (reference)``."""
-    return "; ".join(f"{name} ({ref})" for name, (ref, _) in CATALOG.items())
+    """One line per built-in method: ``name (reference)``, then the layer-wise option."""
+    return ("; ".join(f"{name} ({ref})" for name, (ref, _) in CATALOG.items())
+            + f". Layer-wise option: {LAYERWISE_HELP}")

@@ -30,7 +30,7 @@ class RoCL(Method):
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        self.bn = single_branch(cfg, "rocl")
+        self.bn = single_branch(cfg, self.name)
 
     def step(self, forward, model, x, y, augment, generator) -> StepOutput:
         t, a = self.cfg.train, self.cfg.train.attack
@@ -46,9 +46,17 @@ class RoCL(Method):
         x_adv = pgd(objective, t1, eps=a.eps, alpha=a.alpha, steps=a.steps,
                     random_start=a.random_start, generator=generator, model=model,
                     start_clamp=True)
-        (z,) = forward([(torch.cat([t1, t2, x_adv]), self.bn, "proj")])
-        z1, z2, za = z.chunk(3)
-        main = rocl_nt_xent([gather_batch(v) for v in (z1, z2, za)], t.temperature)
-        reg = rocl_nt_xent([za, z2], t.temperature)
+        outs = forward([(torch.cat([t1, t2, x_adv]), self.bn, "proj")])
+        main, reg = self.terms(outs)
         loss = main + reg / t.rocl_lambda
         return StepOutput(loss, {"ntx3": float(main.detach()), "adv_pair": float(reg.detach())})
+
+    def terms(self, outputs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(NTX_3 over the global batch, NTX_2(adv, t2) over the local batch)``."""
+        z1, z2, za = outputs[0].chunk(3)
+        main = rocl_nt_xent([gather_batch(v) for v in (z1, z2, za)], self.cfg.train.temperature)
+        return main, rocl_nt_xent([za, z2], self.cfg.train.temperature)
+
+    def embedding_loss(self, outputs: list[torch.Tensor]) -> torch.Tensor:
+        main, reg = self.terms(outputs)
+        return main + reg / self.cfg.train.rocl_lambda

@@ -49,8 +49,10 @@ class Tikhonov(Method):
 
     def step(self, forward, model, x, y, augment, generator) -> StepOutput:
         v = paired_views(x, augment, generator, self.cfg)
-        (z,) = forward([(v, self.bn, "proj")])
-        return StepOutput(nt_xent(gather_batch(z), self.cfg.train.temperature))
+        return StepOutput(self.embedding_loss(forward([(v, self.bn, "proj")])))
+
+    def embedding_loss(self, outputs: list[torch.Tensor]) -> torch.Tensor:
+        return nt_xent(gather_batch(outputs[0]), self.cfg.train.temperature)
 
 
 class _RecordingForward:
@@ -105,6 +107,9 @@ class TikhonovPenalty(Method):
 
     def selection_loss(self) -> str:
         return self.inner.selection_loss()
+
+    def embedding_loss(self, outputs: list[torch.Tensor]) -> torch.Tensor:
+        return self.inner.embedding_loss(outputs)
 
     def step(self, forward, model, x, y, augment, generator) -> StepOutput:
         rec = _RecordingForward(forward)
