@@ -47,7 +47,7 @@ def assert_same_weights(a: dict, b: dict) -> None:
 def test_schedule_outputs_and_summary(tmp_path):
     from rcs.train.trainer import Trainer
 
-    cfg = load_config(None, TINY + [f"out_dir={tmp_path}"])
+    cfg = load_config(None, TINY + [f"out_dir={tmp_path}", "train.lr_schedule=samples"])
     summary = Trainer(cfg, resume="none").fit()
     recs = read_jsonl(tmp_path / "metrics.jsonl")
     epochs = [r for r in recs if r["event"] == "epoch"]
@@ -75,6 +75,39 @@ def test_schedule_outputs_and_summary(tmp_path):
     assert seen == n_cand + 2 * 43
 
 
+def test_epoch_schedule_follows_epochs_over_shrinking_epochs(tmp_path):
+    """6 epochs, 2 full-data epochs then coreset epochs of k = 0.2, lr warm-up 1 epoch: every
+    step's rate is base * f((e - 1) + (b + 1) / n_e) whatever the epoch's length n_e; after
+    epoch 3 it is base * (1 + cos(pi * 2 / 5)) / 2."""
+    from rcs.train.trainer import Trainer
+
+    base = 0.5
+    cfg = load_config(None, TINY + [
+        f"out_dir={tmp_path}", "train.lr_schedule=epoch", "train.epochs=6", f"train.lr={base}",
+        "train.lr_warmup_epochs=1", "train.min_lr=0", "selection.warmup_epochs=2",
+        "selection.every=2", "selection.fraction=0.2"])
+    Trainer(cfg, resume="none").fit()
+    recs = read_jsonl(tmp_path / "metrics.jsonl")
+
+    def closed_form(t):  # warm-up over [0, 1], cosine over [1, 6], in epochs
+        return base * t if t < 1 else base * 0.5 * (1 + np.cos(np.pi * (t - 1) / 5))
+
+    steps = [r for r in recs if r["event"] == "step"]
+    per_epoch = {e: [r for r in steps if r["epoch"] == e] for e in range(1, 7)}
+    sizes = [len(per_epoch[e]) for e in range(1, 7)]
+    assert sizes == [6, 6, 2, 2, 2, 2]  # 86 candidates / 16, then 17-image coresets / 16
+    for e, rs in per_epoch.items():
+        for b, r in enumerate(rs):
+            assert r["lr"] == pytest.approx(closed_form(e - 1 + (b + 1) / len(rs)), rel=1e-12)
+    epochs = {r["epoch"]: r["lr"] for r in recs if r["event"] == "epoch"}
+    assert [epochs[e] for e in range(1, 7)] == pytest.approx([closed_form(e) for e in range(1, 7)],
+                                                              rel=1e-12)
+    assert epochs[3] == pytest.approx(base * 0.5 * (1 + np.cos(np.pi * 2 / 5)), rel=1e-12)
+    # the samples schedule is another curve: after epoch 3 it is at (172 + 17 - 86) / (240 - 86)
+    samples_lr = base * 0.5 * (1 + np.cos(np.pi * (172 + 17 - 86) / (240 - 86)))
+    assert abs(epochs[3] - samples_lr) > 0.05
+
+
 def _wait_for(pred, proc, timeout=180.0):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -97,17 +130,31 @@ def _steps_logged(out: Path, epoch: int, n: int):
 
 
 @pytest.fixture(scope="module")
-def reference_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("reference")
-    subprocess.run(cli(out), env=ENV, check=True, capture_output=True, timeout=300)
-    return weights(out)
+def reference_runs(tmp_path_factory):
+    """Uninterrupted runs' final weights, per lr schedule (computed on first use)."""
+    cache: dict[str, dict] = {}
+
+    def get(schedule: str) -> dict:
+        if schedule not in cache:
+            out = tmp_path_factory.mktemp(f"reference-{schedule}")
+            subprocess.run(cli(out, f"train.lr_schedule={schedule}"), env=ENV, check=True,
+                           capture_output=True, timeout=300)
+            cache[schedule] = weights(out)
+        return cache[schedule]
+
+    return get
 
 
-@pytest.mark.parametrize("sig, epoch, after", [(signal.SIGTERM, 1, 2), (signal.SIGKILL, 2, 1)])
-def test_interrupted_run_resumes_to_the_same_weights(tmp_path, reference_run, sig, epoch, after):
-    """Kill the run mid-epoch, run the same command again: final weights are bitwise equal."""
-    proc = subprocess.Popen(cli(tmp_path), env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+@pytest.mark.parametrize("sig, epoch, after, schedule", [
+    (signal.SIGTERM, 1, 2, "epoch"), (signal.SIGKILL, 2, 1, "epoch"),
+    (signal.SIGKILL, 2, 1, "samples")])
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, reference_runs, sig, epoch,
+                                                     after, schedule):
+    """Kill the run mid-epoch, run the same command again: final weights are bitwise equal
+    (under either lr schedule)."""
+    reference_run = reference_runs(schedule)
+    cmd = cli(tmp_path, f"train.lr_schedule={schedule}")
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert _wait_for(_steps_logged(tmp_path, epoch, after), proc), proc.communicate()[1][-2000:]
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
@@ -118,7 +165,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, reference_run, si
         assert prog["epoch"] == epoch and prog["batch"] >= after  # a mid-epoch checkpoint
     else:
         assert proc.returncode == -signal.SIGKILL
-    res = subprocess.run(cli(tmp_path), env=ENV, capture_output=True, timeout=300)
+    res = subprocess.run(cmd, env=ENV, capture_output=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert any(r["event"] == "resume" for r in read_jsonl(tmp_path / "metrics.jsonl"))
     assert_same_weights(weights(tmp_path), reference_run)

@@ -149,6 +149,9 @@ class TrainConfig:
     --help` for references; methods registered by user code work too)"""
     epochs: int = 1000
     batch_size: int = 512
+    """Global batch: all DDP ranks together (the published 512). Each of W ranks trains
+    batch_size / W images per step (W must divide it); the contrastive negatives of a step are
+    the whole global batch (embeddings are gathered across ranks)."""
     optimizer: str = "lars"
     """lars | sgd"""
     lr: float = 5.0
@@ -156,8 +159,16 @@ class TrainConfig:
     momentum: float = 0.9
     nesterov: bool = False
     trust_coef: float = 1e-3
+    lr_schedule: str = "epoch"
+    """epoch (published): linear lr warm-up over lr_warmup_epochs, then cosine to min_lr, as a
+    function of epochs done, advanced per step, so a coreset epoch spans the same stretch of the
+    curve as a full-data epoch | samples: the same curve over samples seen (coreset epochs move
+    it by their share of the data; for comparisons at an equal number of samples). See
+    rcs.train.schedule."""
     lr_warmup_epochs: float = 10.0
+    """Epochs of linear lr warm-up from 0 (full-data epochs under RCS's warm-up)."""
     min_lr: float = 1e-6
+    """The cosine ends at this rate after train.epochs."""
     temperature: float = 0.5
     attack: AttackConfig = field(default_factory=AttackConfig)
     air_lambda1: float = 0.5
@@ -198,7 +209,7 @@ class TrainConfig:
     """RoCL: the adversarial pair term NTX(adv, t2) is weighted 1 / rocl_lambda."""
     byorl_tau: float = 0.996
     """BYORL: base EMA rate of the target network, τ = 1 - (1 - τ_base)(cos(π p) + 1)/2 at run
-    progress p (samples seen / planned), as in BYOL."""
+    progress p (the share of the run done, in train.lr_schedule's unit), as in BYOL."""
     byorl_pred_hidden: int = 0
     """BYORL: hidden width of the predictor (0 = that of the projector head)."""
     amp: str = "auto"
@@ -238,6 +249,9 @@ class TrainConfig:
         _check(self.byorl_pred_hidden >= 0, "train.byorl_pred_hidden must be >= 0")
         _in("train.amp", self.amp, ("auto", "bf16", "off"))
         _check(self.lr_warmup_epochs >= 0, "train.lr_warmup_epochs must be >= 0")
+        _in("train.lr_schedule", self.lr_schedule, ("epoch", "samples"))
+        _check(0 <= self.min_lr <= self.lr, f"train.min_lr={self.min_lr} must be in [0, "
+               f"train.lr={self.lr}]")
         self.attack.validate("train.attack")
 
 

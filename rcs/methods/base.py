@@ -15,7 +15,8 @@ Hooks the trainer calls, in order (all optional; the defaults do nothing):
   values, e.g. AdvCL's pseudo-labels), saved in the checkpoint (``method``) so a resume is exact.
 * ``on_epoch_start(epoch, augment)`` before every epoch (also a resumed one).
 * ``prepare_batch(idx)`` with the dataset indices of the next batch, then ``step(...)``.
-* ``after_step(progress)`` after each optimizer step; ``progress`` = samples seen / planned.
+* ``after_step(progress)`` after each optimizer step; ``progress`` in [0, 1] = the share of the
+  run done, in the lr schedule's unit (epochs done / epochs, or samples seen / planned).
 
 With ``train.tikhonov_lambda > 0``, :func:`build_method` wraps the method in
 :class:`TikhonovPenalty`, which adds the input-gradient penalty to its loss.

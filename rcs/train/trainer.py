@@ -43,7 +43,7 @@ from rcs.train.distributed import (
     init_distributed,
 )
 from rcs.train.optim import build_optimizer
-from rcs.train.schedule import CosineWarmup, planned_samples, set_lr
+from rcs.train.schedule import CosineWarmup, EpochCosineWarmup, planned_samples, set_lr
 from rcs.train.signals import StopFlag, TrainingInterrupted
 from rcs.utils.device import resolve_device
 from rcs.utils.metrics import MetricsLogger
@@ -121,10 +121,7 @@ class Trainer:
         self.reselect = ReselectionSchedule.from_config(cfg)
         self.coreset: Coreset | None = None
         self.progress = Progress()
-        total = self.planned_samples(cfg.train.epochs)
-        self.schedule = CosineWarmup(
-            base_lr=cfg.train.lr, total_samples=total, min_lr=cfg.train.min_lr,
-            warmup_samples=min(total, self.planned_samples(cfg.train.lr_warmup_epochs)))
+        self.schedule = self.build_schedule()
         self.amp = cfg.train.amp == "bf16" or (cfg.train.amp == "auto"
                                                and self.device.type == "cuda")
         self.logger = MetricsLogger(self.out / "metrics.jsonl", enabled=self.env.is_main)
@@ -150,6 +147,32 @@ class Trainer:
         return planned_samples(
             epochs, self.epoch_size(full=True),
             None if s.method == "full" else self.epoch_size(full=False), s.warmup_epochs)
+
+    def build_schedule(self) -> EpochCosineWarmup | CosineWarmup:
+        """The lr schedule of ``train.lr_schedule`` (see :mod:`rcs.train.schedule`)."""
+        t = self.cfg.train
+        if t.lr_schedule == "epoch":
+            return EpochCosineWarmup(base_lr=t.lr, epochs=t.epochs, min_lr=t.min_lr,
+                                     warmup_epochs=min(float(t.epochs), t.lr_warmup_epochs))
+        total = self.planned_samples(t.epochs)
+        return CosineWarmup(base_lr=t.lr, total_samples=total, min_lr=t.min_lr,
+                            warmup_samples=min(total, self.planned_samples(t.lr_warmup_epochs)))
+
+    def lr_for_step(self, epoch: int, bi: int, n_batches: int, samples_after: int) -> float:
+        """The rate of step ``bi`` (0-based) of ``epoch`` (``n_batches`` batches), after which
+        ``samples_after`` samples are seen: the schedule's value once the step is done (as the
+        published code, which steps its scheduler before the optimizer)."""
+        if isinstance(self.schedule, EpochCosineWarmup):
+            return self.schedule.lr_for_step(epoch, bi, n_batches)
+        return self.schedule.lr_at(samples_after)
+
+    def run_progress(self, epoch: int, bi: int, n_batches: int) -> float:
+        """Share of the run done after step ``bi`` of ``epoch``, in the schedule's unit (epochs
+        or samples), in [0, 1]; methods with their own schedules get it (BYORL's EMA rate)."""
+        if isinstance(self.schedule, EpochCosineWarmup):
+            done = (epoch - 1) + (bi + 1) / n_batches
+            return min(1.0, done / self.cfg.train.epochs)
+        return min(1.0, self.progress.samples_seen / max(1, self.schedule.total_samples))
 
     # ----------------------------------------------------------------- checkpoints
     def state(self) -> dict[str, Any]:
@@ -262,7 +285,7 @@ class Trainer:
                 p.train_seconds += time.perf_counter() - t0
                 self.save()
                 raise TrainingInterrupted(stop.signum or 15, str(self.ckpt_path))
-            loss = self._step(epoch, bi, batches[bi])
+            loss = self._step(epoch, bi, batches[bi], len(batches))
             losses.append(loss)
             p.batch = bi + 1
             pbar.update(1)
@@ -290,7 +313,7 @@ class Trainer:
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
         return bool(flag.item() > 0)
 
-    def _step(self, epoch: int, bi: int, idx: np.ndarray) -> float:
+    def _step(self, epoch: int, bi: int, idx: np.ndarray, n_batches: int) -> float:
         p, cfg = self.progress, self.cfg
         # the attack runs the raw model in eval mode (running BN statistics): every rank takes
         # rank 0's, so a run resumed from rank 0's checkpoint continues exactly
@@ -301,8 +324,8 @@ class Trainer:
         gen = torch.Generator(device=self.device).manual_seed(
             step_seed(cfg.seed, epoch, bi, self.env.rank))
         batch_samples = len(idx) * self.env.world_size
-        # the lr of a step is the schedule's value once its samples are seen (step 1 > 0)
-        set_lr(self.optimizer, self.schedule.lr_at(p.samples_seen + batch_samples))
+        set_lr(self.optimizer, self.lr_for_step(epoch, bi, n_batches,
+                                                p.samples_seen + batch_samples))
         autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp
                     else contextlib.nullcontext())
         self.method.prepare_batch(idx)
@@ -322,7 +345,7 @@ class Trainer:
                                      cfg.train.grad_clip)
         self.optimizer.step()
         p.samples_seen += batch_samples
-        self.method.after_step(min(1.0, p.samples_seen / max(1, self.schedule.total_samples)))
+        self.method.after_step(self.run_progress(epoch, bi, n_batches))
         p.step += 1
         if p.step % cfg.train.log_every == 0:
             self.logger.log(event="step", epoch=epoch, step=p.step, loss=value,
