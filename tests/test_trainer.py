@@ -171,6 +171,58 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, reference_runs, s
     assert_same_weights(weights(tmp_path), reference_run)
 
 
+DYNACL_RCS = ["train.method=dynacl", "train.epochs=4", "selection.method=rcs",
+              "selection.warmup_epochs=1", "selection.every=2", "selection.rounds=2",
+              "selection.val_attack_steps=1", "selection.candidate_batch=16",
+              "selection.sketch_dim=64"]
+# Runs `rcs train`, but SIGKILLs itself when the trainer is about to select before epoch
+# KILL_EPOCH: a deterministic point between the end-of-epoch checkpoint and the selection (the
+# selection itself, the training and the resume are the real code).
+KILL_BEFORE_SELECTION = """
+import os, signal, sys
+from rcs.train import trainer
+select = trainer.Trainer.select
+def killing_select(self, epoch):
+    if epoch == int(os.environ["KILL_EPOCH"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return select(self, epoch)
+trainer.Trainer.select = killing_select
+from rcs.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_dynacl_rcs_killed_before_a_selection_resumes_to_the_same_coresets(tmp_path):
+    """DynACL + RCS: the selection before epoch e augments with epoch e's strength (set first,
+    then select, as published), and a run killed just before that selection selects, after
+    the resume, bitwise the same coresets and trains to the same weights."""
+    from rcs.losses import dynacl_strength
+
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    subprocess.run(cli(ref, *DYNACL_RCS), env=ENV, check=True, capture_output=True,
+                   timeout=300)
+    sels = [r for r in read_jsonl(ref / "metrics.jsonl") if r["event"] == "selection"]
+    assert [r["epoch"] for r in sels] == [2, 4]
+    assert [r["augment_strength"] for r in sels] == [dynacl_strength(2, 4), dynacl_strength(4, 4)]
+    assert dynacl_strength(4, 4) != dynacl_strength(3, 4) != 1.0
+    cmd = cli(killed, *DYNACL_RCS)
+    res = subprocess.run([cmd[0], "-c", KILL_BEFORE_SELECTION, *cmd[3:]],
+                         env=dict(ENV, KILL_EPOCH="4"), capture_output=True, timeout=300)
+    assert res.returncode == -signal.SIGKILL, res.stderr[-2000:]
+    prog = load_checkpoint(killed / "checkpoint.pt")["progress"]
+    assert (prog["epoch"], prog["batch"], prog["selected_epoch"]) == (4, 0, 2)
+    assert not (killed / "coresets" / "epoch_0004.npz").exists()
+    res = subprocess.run(cmd, env=ENV, capture_output=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    for epoch in (2, 4):
+        a = np.load(ref / "coresets" / f"epoch_{epoch:04d}.npz")
+        b = np.load(killed / "coresets" / f"epoch_{epoch:04d}.npz")
+        assert sorted(a.files) == sorted(b.files) and "indices" in a.files
+        for key in a.files:
+            assert np.array_equal(a[key], b[key]), f"coreset of epoch {epoch}: {key} differs"
+    assert_same_weights(weights(killed), weights(ref))
+
+
 def test_non_finite_loss_stops_with_step_and_keeps_checkpoint(tmp_path):
     from rcs.methods import register_method
     from rcs.methods.acl import ACL

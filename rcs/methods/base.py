@@ -13,7 +13,8 @@ Hooks the trainer calls, in order (all optional; the defaults do nothing):
   the model's optimizer, and saves / restores them with the checkpoint (``extras``).
 * ``state_dict()`` / ``load_state_dict(state)``: the method's own state (tensors and plain
   values, e.g. AdvCL's pseudo-labels), saved in the checkpoint (``method``) so a resume is exact.
-* ``on_epoch_start(epoch, augment)`` before every epoch (also a resumed one).
+* ``on_epoch_start(epoch, augment)`` before every epoch (also a resumed one), before that
+  epoch's selection (so a selection sees the epoch's augmentation strength).
 * ``prepare_batch(idx)`` with the dataset indices of the next batch, then ``step(...)``.
 * ``after_step(progress)`` after each optimizer step; ``progress`` in [0, 1] = the share of the
   run done, in the lr schedule's unit (epochs done / epochs, or samples seen / planned).

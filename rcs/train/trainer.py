@@ -247,6 +247,7 @@ class Trainer:
         self.progress.selected_epoch = epoch
         self.logger.log(event="selection", epoch=epoch, method=self.selector.name,
                         size=len(self.coreset), seconds=seconds,
+                        augment_strength=self.augment.strength,
                         timings=self.coreset.meta.get("timings", {}))
 
     # ----------------------------------------------------------------- training
@@ -270,12 +271,14 @@ class Trainer:
 
     def _epoch(self, epoch: int, stop: StopFlag) -> None:
         p, cfg = self.progress, self.cfg
+        # the epoch's schedules first (DynACL's augmentation strength), then the selection, so
+        # it augments with this epoch's strength (as published) also right after a resume
+        extra = self.method.on_epoch_start(epoch, self.augment)
         if p.batch == 0 and self.selects_at(epoch) and p.selected_epoch != epoch:
             self.select(epoch)
         indices = self.coreset.indices if self.uses_coreset(epoch) else self.candidates
         batches = index_batches(indices, cfg.train.batch_size, shuffle=True, seed=cfg.seed,
                                 epoch=epoch, rank=self.env.rank, world_size=self.env.world_size)
-        extra = self.method.on_epoch_start(epoch, self.augment)
         self.model.train()
         t0, losses, seen0 = time.perf_counter(), [], p.samples_seen
         pbar = bar(len(batches), desc=f"epoch {epoch}/{cfg.train.epochs}", unit="batch")
