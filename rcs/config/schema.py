@@ -65,6 +65,11 @@ class DataConfig:
 class AugmentConfig:
     """On-device SimCLR-style augmentation; ``strength`` is DynACL's s (1 = full ACL strength)."""
 
+    crop: str = "resized"
+    """resized (RandomResizedCrop: SimCLR / ACL views) | pad (RandomCrop with zero padding
+    crop_padding, no resize: the published SAT pretraining's RandomCrop(32, padding=4))."""
+    crop_padding: int = 4
+    """crop=pad: zero padding p; the image moves by an offset uniform in [-p, p] per axis."""
     crop_scale: tuple[float, float] = (0.08, 1.0)
     """RandomResizedCrop area range at strength 1; ACL/DynACL use (1 - 0.9 s, 1) = (0.1, 1)."""
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
@@ -87,6 +92,8 @@ class AugmentConfig:
             v = getattr(self, n)
             _check(0.0 <= v <= 1.0, f"augment.{n}={v} must be in [0, 1]")
         _in("augment.interpolation", self.interpolation, ("bilinear", "bicubic", "nearest"))
+        _in("augment.crop", self.crop, ("resized", "pad"))
+        _check(self.crop_padding >= 0, f"augment.crop_padding={self.crop_padding} must be >= 0")
 
 
 @dataclass
@@ -278,6 +285,9 @@ class SelectionConfig:
     of each per-sample loss) and per unit for granularity=batch; 0 = train.batch_size."""
     train_attack_steps: int = 1
     val_attack_steps: int = 3
+    val_attack_start: str = "uniform"
+    """Random start of the RD attack on U: uniform (δ0 ~ U(-eps, eps), the published CIFAR code)
+    | trades (x + 0.001·N(0, 1), the published ImageNet-32 ACL and SAT code)."""
     val_reattack_every: int = 1
     rd_distance: str = "kl"
     """kl (KL of softmax projections) | minmax_kl (the published min-max scaled variant)"""
@@ -302,6 +312,7 @@ class SelectionConfig:
         _check(self.eta > 0, "selection.eta must be > 0")
         _in("selection.granularity", self.granularity, ("sample", "batch"))
         _in("selection.rd_distance", self.rd_distance, ("kl", "minmax_kl"))
+        _in("selection.val_attack_start", self.val_attack_start, ("uniform", "trades"))
         _in("selection.store", self.store, ("memory", "disk"))
         _in("selection.index", self.index, ("flat", "ivfpq"))
         _check(self.scope == "head" or (self.scope.startswith("last-")

@@ -284,7 +284,8 @@ class RCSSelector:
         t0 = time.perf_counter()
         images = to_float(ctx.dataset.get_batch(np.asarray(ctx.val))[0]).to(dev)
         rdv = RDValidation(net.features, head, images, sc.rd_distance, net.bn, self.eps,
-                           sc.val_attack_steps, None, bsz, (ctx.seed, sc.seed, ctx.epoch))
+                           sc.val_attack_steps, None, bsz, (ctx.seed, sc.seed, ctx.epoch),
+                           sc.val_attack_start)
         q, rd = rdv.grad()
         rd_hist, t_val, t_val_init = [rd], 0.0, time.perf_counter() - t0
         feats, views = stores["f"], len(obj.views)
