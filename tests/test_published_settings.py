@@ -80,3 +80,31 @@ def test_rcs_selection_uses_the_configured_rd_start(model, data):
     assert rd["uniform"] != rd["trades"]
     with pytest.raises(Exception, match="val_attack_start"):
         RCSSelector(None, val_attack_start="normal")
+
+
+def test_stl10_finetuning_rows():
+    """CIFAR-10 -> STL-10 (rcs_reference.md 3.1): SLF/ALF lr 0.1 at batch 512 for 96 px, lr 0.01
+    at batch 128 for 32 px; DynACL's AFF milestones 10,20 at 96 px; set values still win."""
+    from rcs.config.schema import FinetuneConfig
+    from rcs.finetune import resolve_mode
+
+    ft = FinetuneConfig()
+    for method in ("acl", "dynacl", "air", "dynacl_air", "sat"):
+        for mode in ("slf", "alf"):
+            s96 = resolve_mode(ft, mode, method, "stl10", image_size=96)
+            s32 = resolve_mode(ft, mode, method, "stl10", image_size=32)
+            c10 = resolve_mode(ft, mode, method, "cifar10", image_size=32)
+            assert (s96.lr, s96.batch_size) == (0.1, 512), (method, mode)
+            assert (s32.lr, s32.batch_size) == (0.01, 128), (method, mode)
+            assert (s96.epochs, s96.milestones) == (s32.epochs, s32.milestones) == \
+                (c10.epochs, c10.milestones)
+    assert resolve_mode(ft, "slf", "acl", "stl10").lr == 0.1  # native STL-10 is 96 px
+    dyn96 = resolve_mode(ft, "aff", "dynacl", "stl10", image_size=96)
+    assert (dyn96.epochs, dyn96.lr, dyn96.batch_size, dyn96.milestones) == (25, 0.1, 128, (10, 20))
+    assert resolve_mode(ft, "aff", "dynacl", "stl10", image_size=32).milestones == (15, 20)
+    assert resolve_mode(ft, "aff", "dynacl", "cifar10").milestones == (15, 20)
+    acl96 = resolve_mode(ft, "aff", "acl", "stl10", image_size=96)
+    assert (acl96.epochs, acl96.milestones) == (100, (40, 60))
+    ft.slf.lr, ft.aff.milestones = 0.02, [5, 7]
+    assert resolve_mode(ft, "slf", "acl", "stl10", image_size=96).lr == 0.02
+    assert resolve_mode(ft, "aff", "dynacl", "stl10", image_size=96).milestones == (5, 7)

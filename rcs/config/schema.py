@@ -332,11 +332,14 @@ class FinetuneModeConfig:
     epochs: int | None = None
     """Epochs (null = protocol: SLF/ALF 25; AFF 25 for DynACL-style, 100 for ACL/ACL-AIR)."""
     lr: float | None = None
-    """Initial lr (null = protocol: SLF/ALF 0.01 on CIFAR-10, 0.05 on CIFAR-100; AFF 0.1)."""
+    """Initial lr (null = protocol: SLF/ALF 0.01 on CIFAR-10, 0.05 on CIFAR-100, 0.1 on STL-10
+    at 96 px, 0.01 on STL-10 at 32 px; AFF 0.1)."""
     batch_size: int | None = None
-    """Batch size (null = protocol: SLF/ALF 512, AFF 128)."""
+    """Batch size (null = protocol: SLF/ALF 512, 128 on STL-10 at 32 px; AFF 128). Fine-tuning
+    runs in one process, so this is the whole (global) batch."""
     milestones: list[int] | None = None
-    """Epochs after which the lr is multiplied by 0.1 (null = protocol: 10,20 / 15,20 / 40,60)."""
+    """Epochs after which the lr is multiplied by 0.1 (null = protocol: 10,20 / 15,20 / 40,60;
+    DynACL's AFF on STL-10 at 96 px 10,20)."""
     weight_decay: float = 2e-4
     momentum: float = 0.9
 
