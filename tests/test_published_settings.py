@@ -74,7 +74,7 @@ def test_rcs_selection_uses_the_configured_rd_start(model, data):
     differs between the two starts; an unknown start is refused."""
     from rcs.selection import RCSSelector
 
-    small = {"candidate_batch": 8, "sketch_dim": 32, "rounds": 2, "val_attack_steps": 1}
+    small = {"candidate_batch": 27, "sketch_dim": 32, "rounds": 2, "val_attack_steps": 1}
     rd = {s: RCSSelector(None, val_attack_start=s, **small).select(_ctx(model, data))
           .meta["rd_per_round"][0] for s in ("uniform", "trades")}
     assert rd["uniform"] != rd["trades"]
@@ -108,3 +108,87 @@ def test_stl10_finetuning_rows():
     ft.slf.lr, ft.aff.milestones = 0.02, [5, 7]
     assert resolve_mode(ft, "slf", "acl", "stl10", image_size=96).lr == 0.02
     assert resolve_mode(ft, "aff", "dynacl", "stl10", image_size=96).milestones == (5, 7)
+
+
+EXPECTED_SELECTION_LOSS = {"acl": "acl", "dynacl": "acl", "air": "air", "dynacl_air": "air",
+                           "sat": "sat", "advcl": "acl", "rocl": "acl", "byorl": "acl",
+                           "tikhonov": "acl"}
+METHOD_SETS = {"advcl": ["model.bn_names=[normal,pgd,pgd_ce]"], "rocl": ["model.bn_names=[normal]"],
+               "byorl": ["model.bn_names=[normal]"],
+               "tikhonov": ["model.bn_names=[normal]", "train.tikhonov_lambda=1"]}
+
+
+@pytest.mark.parametrize("method", sorted(EXPECTED_SELECTION_LOSS))
+def test_every_selector_takes_the_methods_selection_loss(method):
+    """One source of truth: the trainer's method instance, RCS and the gradient baselines all
+    resolve the objective from Method.selection_loss(); DynACL-style methods select with their
+    loss at plain weights (the published DynACL-RCS selects with plain ACL weights)."""
+    from baselines.common import Settings, objective_and_net
+    from rcs.config import load_config
+    from rcs.methods import build_method, method_names, selection_loss_of
+    from rcs.selection import RCSSelector
+
+    assert set(EXPECTED_SELECTION_LOSS) <= set(method_names())
+    cfg = load_config(None, [f"train.method={method}", *METHOD_SETS.get(method, [])])
+    want = EXPECTED_SELECTION_LOSS[method]
+    assert build_method(method, cfg).selection_loss() == want  # the trainer's instance
+    assert selection_loss_of(method) == want
+    sel = RCSSelector(cfg)
+    assert sel.objective == want
+    obj = sel._objective(type("N", (), {"bn": ("normal", "pgd")})())
+    assert obj.kind == want
+    if want == "air":
+        assert (obj.w_nat, obj.w_adv) == (1.0, 1.0)  # w = 0 whatever DynACL's schedule says
+    if want == "acl":
+        assert (obj.w_nat, obj.w_adv) == (0.5, 0.5)
+    from rcs.config.schema import ModelConfig
+    from rcs.models import build_model
+
+    model = build_model(ModelConfig(width=4, blocks=[1], head_dim=8), classifier=True)
+    bobj, _ = objective_and_net(model, Settings.from_cfg(cfg))
+    assert bobj == obj
+
+
+def test_dynacl_methods_select_as_their_plain_counterparts(model, data):
+    """dynacl selects bitwise as acl, dynacl_air as air (same objective, same draws); air and
+    acl differ, so the objective really changes the coreset."""
+    from rcs.selection import RCSSelector
+
+    small = {"candidate_batch": 27, "sketch_dim": 32, "rounds": 2, "val_attack_steps": 1}
+    cs = {m: RCSSelector(None, method=m, **small).select(_ctx(model, data))
+          for m in ("acl", "dynacl", "air", "dynacl_air")}
+    assert cs["dynacl_air"].meta["objective"] == "air" and cs["dynacl"].meta["objective"] == "acl"
+    assert list(cs["dynacl"].indices) == list(cs["acl"].indices)
+    assert list(cs["dynacl_air"].indices) == list(cs["air"].indices)
+    assert cs["dynacl_air"].gains == cs["air"].gains
+    assert cs["acl"].gains != cs["air"].gains
+
+
+def test_selection_loss_errors():
+    from rcs.errors import ConfigError
+    from rcs.methods import selection_loss_of
+    from rcs.methods.acl import ACL
+    from rcs.methods.base import METHODS, register_method
+
+    with pytest.raises(ConfigError, match="unknown train.method 'simclr'"):
+        selection_loss_of("simclr")
+
+    @register_method("acl_with_instance_selection_loss")
+    class Bad(ACL):
+        def selection_loss(self) -> str:
+            return "acl"
+
+    @register_method("acl_selecting_with_mse")
+    class Odd(ACL):
+        @classmethod
+        def selection_loss(cls) -> str:
+            return "mse"
+
+    try:
+        with pytest.raises(ConfigError, match="must be a classmethod"):
+            selection_loss_of("acl_with_instance_selection_loss")
+        with pytest.raises(ConfigError, match="'mse', which is not one of acl, air, sat"):
+            selection_loss_of("acl_selecting_with_mse")
+    finally:
+        METHODS.pop("acl_with_instance_selection_loss")
+        METHODS.pop("acl_selecting_with_mse")

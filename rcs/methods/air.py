@@ -36,7 +36,8 @@ class AIR(Method):
                 + t.air_lambda2 * terms["air"])
         return StepOutput(loss, {k: float(v.detach()) for k, v in terms.items()})
 
-    def selection_loss(self) -> str:
+    @classmethod
+    def selection_loss(cls) -> str:
         return "air"
 
 

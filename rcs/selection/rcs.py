@@ -32,12 +32,14 @@ import torch
 
 from rcs.config.schema import SelectionConfig
 from rcs.errors import ConfigError
+from rcs.methods.base import selection_loss_of
 from rcs.selection.api import (
     ConcatView,
     Net,
     attacked_features,
     frozen,
     library_context,
+    make_objective,
     net_from_callables,
     net_from_model,
 )
@@ -79,9 +81,9 @@ class RCSSelector:
 
     ``settings``: any :class:`SelectionConfig` field, plus
 
-    - ``method``: the pretraining method; its selection objective is ``air`` for air, ``sat``
-      (CE on the classifier) for sat, and the ACL loss for every other method (acl, dynacl with
-      the reference's plain weights, and contrastive methods registered elsewhere);
+    - ``method``: the pretraining method (a registered name); the selection objective is its
+      ``Method.selection_loss()`` (``rcs.methods.base``): acl, air (dynacl_air too, at plain
+      weights) or sat (CE on the classifier);
     - ``temperature``, ``eps``, ``seed`` (library API), ``device``;
     - ``augment``: ``aug(x, generator) -> float [0, 1]`` (default ``rcs.data.Augment()``);
     - ``model``: module(s) to freeze, or an rcs RobustModel instead of encoder/head;
@@ -130,7 +132,7 @@ class RCSSelector:
         self.grad_chunk = int(ex["grad_chunk"] or 64)
         self.distributed = bool(ex["distributed"])
         self.sketch_kind = ex["sketch_kind"]
-        self.objective = self.method if self.method in ("air", "sat") else "acl"
+        self.objective = selection_loss_of(self.method)
 
     # ---------------------------------------------------------------------------------- entry
     def select(self, data: Any, val: Any = None) -> Coreset:
@@ -156,13 +158,7 @@ class RCSSelector:
         return net_from_model(model, kind)
 
     def _objective(self, net: Net) -> Objective:
-        t, bn = self.temperature, net.bn
-        if self.objective == "sat":
-            return Objective("sat", t, bn)
-        if self.objective == "air":
-            lam1, lam2, var = self.air
-            return Objective("air", t, bn, 1.0, 1.0, lam1, lam2, var)
-        return Objective("acl", t, bn)  # dynacl: plain ACL weights, as the reference's RCS
+        return make_objective(self.objective, self.temperature, net.bn, self.air)
 
     # --------------------------------------------------------------------------- phase 1
     def _gradient_phase(self, ctx: SelectionContext, net: Net, obj: Objective, head: HeadFn,
