@@ -54,7 +54,7 @@ class Settings:
     eps: float = 8 / 255
     amp: str = "auto"
     grad_chunk: int = 64
-    air: tuple[float, float, str] = (0.5, 0.5, "corrected")
+    air: tuple[float, float, str] = (0.5, 0.5, "faithful")
 
     @classmethod
     def from_cfg(cls, cfg: Any = None, **overrides: Any) -> Settings:

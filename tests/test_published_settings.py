@@ -192,3 +192,26 @@ def test_selection_loss_errors():
     finally:
         METHODS.pop("acl_with_instance_selection_loss")
         METHODS.pop("acl_selecting_with_mse")
+
+
+def test_dynacl_air_config_trains_with_the_published_air(tmp_path):
+    """configs/cifar10_dynacl_air_rcs.yaml: DynACL-AIR with the published (faithful) AIR, bicubic
+    crops; its tiny version trains with RCS selecting on the AIR loss."""
+    import json
+
+    from rcs.cli.main import main
+    from rcs.config import load_config
+    from tests.test_methods_e2e import COMMON, sets
+
+    cfg = load_config("configs/cifar10_dynacl_air_rcs.yaml", ["data.root=/tmp/x"])
+    assert (cfg.train.method, cfg.train.air_variant) == ("dynacl_air", "faithful")
+    assert (cfg.train.air_lambda1, cfg.train.air_lambda2, cfg.train.dynacl_period) == (0.5, 0.5, 50)
+    assert cfg.augment.interpolation == "bicubic" and cfg.train.lr_schedule == "epoch"
+    assert load_config(None).train.air_variant == "faithful"  # the default too
+    out = tmp_path / "run"
+    assert main(["train", "-c", "configs/tiny/cifar10_dynacl_air_rcs.yaml", "--out", str(out),
+                 "--resume", "none", *sets(COMMON)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["method"] == "dynacl_air" and summary["selections"] == 1
+    meta = json.loads((out / "coresets" / "epoch_0002.json").read_text())["meta"]
+    assert meta["objective"] == "air" and meta["train_method"] == "dynacl_air"

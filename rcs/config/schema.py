@@ -180,8 +180,10 @@ class TrainConfig:
     attack: AttackConfig = field(default_factory=AttackConfig)
     air_lambda1: float = 0.5
     air_lambda2: float = 0.5
-    air_variant: str = "corrected"
-    """corrected (true KLs) | faithful (the published code's probability-as-input KL)"""
+    air_variant: str = "faithful"
+    """faithful (default: the published AIR code's regularisers, probabilities passed where
+    log-probabilities are expected; what the published numbers come from) | corrected (true KL
+    divergences with renormalised P, Q: a different method, offered as a named option)."""
     dynacl_period: int = 50
     """DynACL: strength drops by 0.05 every ``dynacl_period`` epochs (scaled to 1000 epochs)."""
     tikhonov_lambda: float = 0.0

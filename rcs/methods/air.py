@@ -25,6 +25,8 @@ class AIR(Method):
 
     def step(self, forward, model, x, y, augment, generator) -> StepOutput:
         t = self.cfg.train
+        if x.shape[0] == 1:  # the un-augmented forward's BatchNorm1d needs two rows (as AdvCL)
+            x = x.repeat(2, 1, 1, 1)
         v, v_adv = contrastive_views(model, x, augment, generator, self.cfg)
         x_ori = to_float(x)
         z_nat, z_adv, z_ori = forward([(v, "normal", "proj"), (v_adv, "pgd", "proj"),

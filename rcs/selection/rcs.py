@@ -125,7 +125,7 @@ class RCSSelector:
             return ex[key] if ex[key] is not None else (getattr(tr, key) if tr else default)
 
         self.air = (pick("air_lambda1", 0.5), pick("air_lambda2", 0.5),
-                    pick("air_variant", "corrected"))
+                    pick("air_variant", "faithful"))
         self.amp = ex["amp"] or (tr.amp if tr else "auto")
         self.seed, self.device, self.augment = ex["seed"], ex["device"], ex["augment"]
         self.model, self.work_dir = ex["model"], ex["work_dir"]
