@@ -249,7 +249,8 @@ def test_non_finite_loss_stops_with_step_and_keeps_checkpoint(tmp_path):
 
 
 def test_ddp_two_processes_match_single_process(tmp_path):
-    """2 gloo ranks x batch 32 vs 1 process x batch 64: same global batches, near-equal weights.
+    """train.batch_size is the global batch: 64 over 2 gloo ranks (32 each) vs 64 in one
+    process: the same global batches, near-equal weights.
 
     SAT (cross-entropy decomposes over samples) with augmentation off and attacks starting at x,
     so the only difference left is BatchNorm statistics computed per rank (no SyncBN on CPU).
@@ -264,7 +265,7 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     subprocess.run(cli(single, *common, "train.batch_size=64"), env=ENV, check=True,
                    capture_output=True, timeout=300)
     port = 29500 + os.getpid() % 1000
-    cmd = cli(multi, *common, "train.batch_size=32")
+    cmd = cli(multi, *common, "train.batch_size=64")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
            f"--master_port={port}", "-m", "rcs.cli.main", *cmd[3:]]
     res = subprocess.run(cmd, env=ENV, capture_output=True, timeout=300)
@@ -283,3 +284,12 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     assert (num / den) ** 0.5 < 0.2, f"DDP update differs by {(num / den) ** 0.5:.3f}"
     summary = json.loads((multi / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["samples_seen"] == 256
+    assert summary["steps"] == json.loads((single / "summary.json").read_text())["steps"] == 4
+    # a global batch that does not split over the ranks is refused before any training
+    bad = cli(tmp_path / "bad", *common, "train.batch_size=63")
+    bad = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+           f"--master_port={port + 1}", "-m", "rcs.cli.main", *bad[3:]]
+    res = subprocess.run(bad, env=ENV, capture_output=True, timeout=300)
+    assert res.returncode != 0
+    assert b"train.batch_size=63 is the global batch (all ranks together) and must be " \
+           b"divisible by the 2 DDP ranks" in res.stderr

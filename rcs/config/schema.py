@@ -284,7 +284,9 @@ class SelectionConfig:
     """sample | batch (the published behaviour: candidates are whole minibatches)"""
     candidate_batch: int = 0
     """Candidates per chunk of the gradient pass (the other samples of a chunk are the negatives
-    of each per-sample loss) and per unit for granularity=batch; 0 = train.batch_size."""
+    of each per-sample loss) and per unit for granularity=batch; 0 = train.batch_size (the
+    global batch: under DDP every rank's chunks have this size, so the negatives are as in
+    training)."""
     train_attack_steps: int = 1
     val_attack_steps: int = 3
     val_attack_start: str = "uniform"

@@ -41,6 +41,7 @@ from rcs.train.distributed import (
     broadcast_buffers,
     broadcast_indices,
     init_distributed,
+    per_rank_batch,
 )
 from rcs.train.optim import build_optimizer
 from rcs.train.schedule import CosineWarmup, EpochCosineWarmup, planned_samples, set_lr
@@ -84,6 +85,8 @@ class Trainer:
         self.env: DistEnv = init_distributed(self.device.type)
         if self.device.type == "cuda" and self.env.enabled:
             self.device = torch.device("cuda", self.env.local_rank)
+        # train.batch_size is the global batch: each rank trains its share of every step
+        self.rank_batch = per_rank_batch(cfg.train.batch_size, self.env.world_size)
         seed_everything(cfg.seed)
         if cfg.train.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -277,7 +280,7 @@ class Trainer:
         if p.batch == 0 and self.selects_at(epoch) and p.selected_epoch != epoch:
             self.select(epoch)
         indices = self.coreset.indices if self.uses_coreset(epoch) else self.candidates
-        batches = index_batches(indices, cfg.train.batch_size, shuffle=True, seed=cfg.seed,
+        batches = index_batches(indices, self.rank_batch, shuffle=True, seed=cfg.seed,
                                 epoch=epoch, rank=self.env.rank, world_size=self.env.world_size)
         self.model.train()
         t0, losses, seen0 = time.perf_counter(), [], p.samples_seen
