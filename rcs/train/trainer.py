@@ -40,6 +40,7 @@ from rcs.train.distributed import (
     barrier,
     broadcast_buffers,
     broadcast_indices,
+    detect_env,
     init_distributed,
     per_rank_batch,
 )
@@ -82,10 +83,13 @@ class Trainer:
         self.cfg = cfg
         self.stop_flag = stop
         self.device = resolve_device(cfg.device)
+        # train.batch_size is the global batch: refuse one the ranks cannot split, before
+        # joining the process group (every rank fails at once instead of waiting)
+        per_rank_batch(cfg.train.batch_size, detect_env().world_size)
         self.env: DistEnv = init_distributed(self.device.type)
         if self.device.type == "cuda" and self.env.enabled:
             self.device = torch.device("cuda", self.env.local_rank)
-        # train.batch_size is the global batch: each rank trains its share of every step
+        # each rank trains its share of every step's global batch
         self.rank_batch = per_rank_batch(cfg.train.batch_size, self.env.world_size)
         seed_everything(cfg.seed)
         if cfg.train.deterministic:
