@@ -45,7 +45,13 @@ from rcs.train.distributed import (
     per_rank_batch,
 )
 from rcs.train.optim import build_optimizer
-from rcs.train.schedule import CosineWarmup, EpochCosineWarmup, planned_samples, set_lr
+from rcs.train.schedule import (
+    CosineWarmup,
+    EpochCosineWarmup,
+    epoch_position,
+    planned_samples,
+    set_lr,
+)
 from rcs.train.signals import StopFlag, TrainingInterrupted
 from rcs.utils.device import resolve_device
 from rcs.utils.metrics import MetricsLogger
@@ -177,8 +183,7 @@ class Trainer:
         """Share of the run done after step ``bi`` of ``epoch``, in the schedule's unit (epochs
         or samples), in [0, 1]; methods with their own schedules get it (BYORL's EMA rate)."""
         if isinstance(self.schedule, EpochCosineWarmup):
-            done = (epoch - 1) + (bi + 1) / n_batches
-            return min(1.0, done / self.cfg.train.epochs)
+            return min(1.0, epoch_position(epoch, bi, n_batches) / self.cfg.train.epochs)
         return min(1.0, self.progress.samples_seen / max(1, self.schedule.total_samples))
 
     # ----------------------------------------------------------------- checkpoints
