@@ -23,7 +23,8 @@ import torch
 from torch import Tensor
 
 from rcs.errors import ConfigError, CoresetError
-from rcs.selection.api import Net, attacked_features, frozen, net_from_model
+from rcs.methods.base import selection_loss_of
+from rcs.selection.api import Net, attacked_features, frozen, make_objective, net_from_model
 from rcs.selection.base import SelectionContext
 from rcs.selection.per_sample import HeadFn, Objective, per_sample_grads
 
@@ -53,7 +54,7 @@ class Settings:
     eps: float = 8 / 255
     amp: str = "auto"
     grad_chunk: int = 64
-    air: tuple[float, float, str] = (0.5, 0.5, "corrected")
+    air: tuple[float, float, str] = (0.5, 0.5, "faithful")
 
     @classmethod
     def from_cfg(cls, cfg: Any = None, **overrides: Any) -> Settings:
@@ -163,15 +164,11 @@ def encoder_features(ctx: SelectionContext, ids: np.ndarray, s: Settings) -> Ten
 
 
 def objective_and_net(model: Any, s: Settings) -> tuple[Objective, Net]:
-    """The per-sample training objective RCS uses for ``s.method`` (acl / air / sat)."""
-    kind = s.method if s.method in ("air", "sat") else "acl"
+    """The per-sample training objective RCS uses for ``s.method``: the method's
+    ``selection_loss()`` (acl / air / sat), built as RCS builds it."""
+    kind = selection_loss_of(s.method)
     net = net_from_model(model, kind)
-    if kind == "sat":
-        return Objective("sat", s.temperature, net.bn), net
-    if kind == "air":
-        lam1, lam2, var = s.air
-        return Objective("air", s.temperature, net.bn, 1.0, 1.0, lam1, lam2, var), net
-    return Objective("acl", s.temperature, net.bn), net
+    return make_objective(kind, s.temperature, net.bn, s.air), net
 
 
 def head_gradients(ctx: SelectionContext, ids: np.ndarray, s: Settings,

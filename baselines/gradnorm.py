@@ -23,6 +23,7 @@ import numpy as np
 
 from baselines.common import Settings, Timer, candidates, head_gradients, trace
 from rcs.errors import ConfigError
+from rcs.methods.base import selection_loss_of
 from rcs.selection.base import Coreset, SelectionContext, register_selector
 
 
@@ -68,7 +69,7 @@ class GradNormSelector:
         timings = timer.done(self.name, len(cand), k)
         meta = ctx.base_meta(self.name) | {
             "budget": k, "repeats": self.repeats, "attack_steps": s.attack_steps,
-            "objective": s.method if s.method in ("air", "sat") else "acl",
+            "objective": selection_loss_of(s.method),
             "score_all": _stats(scores), "score_kept": _stats(scores[kept]),
             "score_quantiles": trace(np.quantile(scores, np.linspace(0, 1, 11))),
             "timings": timings}

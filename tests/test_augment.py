@@ -175,3 +175,51 @@ def test_full_pipeline_range_and_determinism(mode: str) -> None:
     c = aug(x)
     torch.manual_seed(0)
     assert torch.equal(c, aug(x))
+
+
+def test_pad_crop_offsets_uniform_zero_padding_and_identity() -> None:
+    """crop=pad (SAT's RandomCrop(32, padding=4) + flip): every output is the image moved by an
+    offset in [-4, 4]^2 with zeros where it moved in, mirrored or not; offsets are uniform and
+    the unmoved image occurs. Checked by brute force against all 81 x 2 candidates built with
+    plain slicing."""
+    p, n, h = 4, 4050, 12
+    img = 0.05 + 0.95 * torch.rand(3, h, h, generator=gen(1))   # no zero pixel
+    aug = Augment(AugmentConfig(crop="pad", crop_padding=p, jitter_prob=0.0, grayscale_prob=0.0))
+    out = aug(img.expand(n, -1, -1, -1), generator=gen(2))
+    assert out.shape == (n, 3, h, h) and out.dtype == torch.float32
+    cands, keys = [], []
+    for dy in range(-p, p + 1):
+        for dx in range(-p, p + 1):
+            moved = torch.zeros(3, h, h)  # content at (i, j) comes from (i + dy, j + dx)
+            src = img[:, max(0, dy):h + min(0, dy), max(0, dx):h + min(0, dx)]
+            moved[:, max(0, -dy):h - max(0, dy), max(0, -dx):h - max(0, dx)] = src
+            for mirror in (False, True):
+                cands.append(moved.flip(-1) if mirror else moved)
+                keys.append((dy, dx, mirror))
+    match = (out.reshape(n, 1, -1) == torch.stack(cands).reshape(1, len(cands), -1)).all(-1)
+    assert (match.sum(1) == 1).all()  # every output is exactly one candidate
+    picked = [keys[i] for i in match.float().argmax(1).tolist()]
+    counts = np.zeros((2 * p + 1, 2 * p + 1))
+    for dy, dx, _ in picked:
+        counts[dy + p, dx + p] += 1
+    expected = n / counts.size
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    assert chi2 < 124.8  # chi-square, 80 degrees of freedom, p = 0.001
+    assert counts.min() > 0 and counts[p, p] > 0  # every offset, the identity included
+    assert (0, 0, False) in picked
+    flips = np.mean([m for _, _, m in picked])
+    assert abs(flips - 0.5) < 4 * math.sqrt(0.25 / n)
+    # zero padding: moved-in pixels are exactly 0 (the image has none of its own)
+    assert (out == 0).any() and not (img == 0).any()
+
+
+def test_pad_crop_is_seeded_and_zero_padding_is_identity_or_mirror() -> None:
+    x = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8)
+    aug = Augment(AugmentConfig(crop="pad", crop_padding=2))
+    assert torch.equal(aug(x, generator=gen(5)), aug(x, generator=gen(5)))
+    still = Augment(AugmentConfig(crop="pad", crop_padding=0, jitter_prob=0.0,
+                                  grayscale_prob=0.0))(x, generator=gen(6))
+    xf = to_float(x)
+    assert all(torch.equal(o, a) or torch.equal(o, a.flip(-1)) for o, a in zip(still, xf))
+    with pytest.raises(Exception, match="crop=pad"):
+        Augment(AugmentConfig(crop="pad"), size=(16, 16))(x)

@@ -47,6 +47,9 @@ def test_config_keys_and_show(capsys):
     assert main(["config", "keys"]) == 0
     out = capsys.readouterr().out
     assert "selection.fraction" in out and "train.attack.eps" in out
+    batch = next(line for line in out.splitlines() if line.startswith("train.batch_size "))
+    assert "Global batch: all DDP ranks together" in batch and "batch_size / W" in batch
+    assert "lr_schedule" in out and "epoch (published)" in out
     assert main(["config", "show", "--set", "train.epochs=3"]) == 0
     assert "epochs: 3" in capsys.readouterr().out
 

@@ -150,6 +150,25 @@ def test_plan_strips_slurm_options_and_lays_out_runs(tmp_path):
         _plan(["eval", "--checkpoint", "c.pt", "--sweep", "seed=0,1"])
 
 
+def test_global_batch_must_split_over_the_jobs_ranks(tmp_path):
+    """train.batch_size is the global batch: a job whose ranks do not divide it is refused
+    before it is submitted (also per sweep point); per_rank_batch gives each rank's share."""
+    from rcs.train.distributed import per_rank_batch
+
+    assert per_rank_batch(512, 8) == 64 and per_rank_batch(512, 1) == 512
+    with pytest.raises(ConfigError, match=r"train.batch_size=512 is the global batch \(all "
+                       r"ranks together\) and must be divisible by the 3 DDP ranks; .*"
+                       r"--set train.batch_size=510 or 513"):
+        per_rank_batch(512, 3)
+    out = str(tmp_path / "r")
+    _plan(["train", "--out", out, "--profile", "local", "--tasks-per-node", "4"])
+    with pytest.raises(ConfigError, match="divisible by the 3 DDP ranks"):
+        _plan(["train", "--out", out, "--profile", "local", "--tasks-per-node", "3"])
+    with pytest.raises(ConfigError, match="train.batch_size=66 is the global batch"):
+        _plan(["train", "--out", out, "--profile", "local", "--nodes", "2", "--tasks-per-node",
+               "2", "--sweep", "train.batch_size=64,66"])
+
+
 def test_slurm_options_need_slurm_switch(capsys, tmp_path):
     assert main(["train", "--out", str(tmp_path), "--nodes", "2"]) == 2
     assert "given without --slurm" in capsys.readouterr().err

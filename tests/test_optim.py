@@ -12,7 +12,14 @@ import torch
 from rcs.config.schema import TrainConfig
 from rcs.errors import ConfigError
 from rcs.train.optim import LARS, build_optimizer
-from rcs.train.schedule import CosineWarmup, epoch_samples, planned_samples, set_lr
+from rcs.train.schedule import (
+    CosineWarmup,
+    EpochCosineWarmup,
+    epoch_position,
+    epoch_samples,
+    planned_samples,
+    set_lr,
+)
 
 
 def hand_lars(ws, grads_per_step, lr, m=0.9, wd=1e-6, eta=1e-3):
@@ -174,3 +181,30 @@ def test_planned_samples_drop_last_and_state():
     assert planned_samples(7, 1000) == 7000
     sch = CosineWarmup(0.5, 100, 10, 1e-3)
     assert CosineWarmup.from_state_dict(sch.state_dict()) == sch
+
+
+def test_epoch_schedule_closed_form_whatever_the_epoch_length():
+    """lr of step b of epoch e with n batches = f((e - 1) + (b + 1) / n): epochs of any length
+    end at the same point of the curve (the published per-epoch rebuilt LambdaLR)."""
+    base, mn, E, W = 5.0, 1e-6, 1000, 10
+    sch = EpochCosineWarmup(base, E, W, mn)
+
+    def f(t):
+        if t < W:
+            return base * t / W
+        return mn + (base - mn) * 0.5 * (1 + math.cos(math.pi * (t - W) / (E - W)))
+
+    for e, n in [(1, 98), (10, 98), (101, 20), (101, 5), (550, 10), (1000, 3)]:
+        for b in range(n):
+            assert sch.lr_for_step(e, b, n) == pytest.approx(f(e - 1 + (b + 1) / n), rel=1e-12)
+    # the first coreset step of a k = 0.2 run (epoch 101, 20 batches): 4.90 as published
+    assert sch.lr_for_step(101, 0, 20) == pytest.approx(4.8987, abs=1e-3)
+    ends = {n: sch.lr_for_step(300, n - 1, n) for n in (98, 20, 10, 5)}
+    assert max(ends.values()) == min(ends.values()) == pytest.approx(f(300))
+    assert sch.lr_at(0) == 0 and sch.lr_at(E) == mn and sch.lr_at(E + 5) == mn
+    assert epoch_position(3, 0, 4) == 2.25 and epoch_position(3, 3, 4) == 3.0
+    assert EpochCosineWarmup.from_state_dict(sch.state_dict()) == sch
+    with pytest.raises(ValueError):
+        epoch_position(1, 4, 4)
+    with pytest.raises(ValueError):
+        EpochCosineWarmup(1.0, 5, warmup_epochs=6)

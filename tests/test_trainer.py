@@ -47,7 +47,7 @@ def assert_same_weights(a: dict, b: dict) -> None:
 def test_schedule_outputs_and_summary(tmp_path):
     from rcs.train.trainer import Trainer
 
-    cfg = load_config(None, TINY + [f"out_dir={tmp_path}"])
+    cfg = load_config(None, TINY + [f"out_dir={tmp_path}", "train.lr_schedule=samples"])
     summary = Trainer(cfg, resume="none").fit()
     recs = read_jsonl(tmp_path / "metrics.jsonl")
     epochs = [r for r in recs if r["event"] == "epoch"]
@@ -75,6 +75,39 @@ def test_schedule_outputs_and_summary(tmp_path):
     assert seen == n_cand + 2 * 43
 
 
+def test_epoch_schedule_follows_epochs_over_shrinking_epochs(tmp_path):
+    """6 epochs, 2 full-data epochs then coreset epochs of k = 0.2, lr warm-up 1 epoch: every
+    step's rate is base * f((e - 1) + (b + 1) / n_e) whatever the epoch's length n_e; after
+    epoch 3 it is base * (1 + cos(pi * 2 / 5)) / 2."""
+    from rcs.train.trainer import Trainer
+
+    base = 0.5
+    cfg = load_config(None, TINY + [
+        f"out_dir={tmp_path}", "train.lr_schedule=epoch", "train.epochs=6", f"train.lr={base}",
+        "train.lr_warmup_epochs=1", "train.min_lr=0", "selection.warmup_epochs=2",
+        "selection.every=2", "selection.fraction=0.2"])
+    Trainer(cfg, resume="none").fit()
+    recs = read_jsonl(tmp_path / "metrics.jsonl")
+
+    def closed_form(t):  # warm-up over [0, 1], cosine over [1, 6], in epochs
+        return base * t if t < 1 else base * 0.5 * (1 + np.cos(np.pi * (t - 1) / 5))
+
+    steps = [r for r in recs if r["event"] == "step"]
+    per_epoch = {e: [r for r in steps if r["epoch"] == e] for e in range(1, 7)}
+    sizes = [len(per_epoch[e]) for e in range(1, 7)]
+    assert sizes == [6, 6, 2, 2, 2, 2]  # 86 candidates / 16, then 17-image coresets / 16
+    for e, rs in per_epoch.items():
+        for b, r in enumerate(rs):
+            assert r["lr"] == pytest.approx(closed_form(e - 1 + (b + 1) / len(rs)), rel=1e-12)
+    epochs = {r["epoch"]: r["lr"] for r in recs if r["event"] == "epoch"}
+    assert [epochs[e] for e in range(1, 7)] == pytest.approx([closed_form(e) for e in range(1, 7)],
+                                                              rel=1e-12)
+    assert epochs[3] == pytest.approx(base * 0.5 * (1 + np.cos(np.pi * 2 / 5)), rel=1e-12)
+    # the samples schedule is another curve: after epoch 3 it is at (172 + 17 - 86) / (240 - 86)
+    samples_lr = base * 0.5 * (1 + np.cos(np.pi * (172 + 17 - 86) / (240 - 86)))
+    assert abs(epochs[3] - samples_lr) > 0.05
+
+
 def _wait_for(pred, proc, timeout=180.0):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -97,17 +130,31 @@ def _steps_logged(out: Path, epoch: int, n: int):
 
 
 @pytest.fixture(scope="module")
-def reference_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("reference")
-    subprocess.run(cli(out), env=ENV, check=True, capture_output=True, timeout=300)
-    return weights(out)
+def reference_runs(tmp_path_factory):
+    """Uninterrupted runs' final weights, per lr schedule (computed on first use)."""
+    cache: dict[str, dict] = {}
+
+    def get(schedule: str) -> dict:
+        if schedule not in cache:
+            out = tmp_path_factory.mktemp(f"reference-{schedule}")
+            subprocess.run(cli(out, f"train.lr_schedule={schedule}"), env=ENV, check=True,
+                           capture_output=True, timeout=300)
+            cache[schedule] = weights(out)
+        return cache[schedule]
+
+    return get
 
 
-@pytest.mark.parametrize("sig, epoch, after", [(signal.SIGTERM, 1, 2), (signal.SIGKILL, 2, 1)])
-def test_interrupted_run_resumes_to_the_same_weights(tmp_path, reference_run, sig, epoch, after):
-    """Kill the run mid-epoch, run the same command again: final weights are bitwise equal."""
-    proc = subprocess.Popen(cli(tmp_path), env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+@pytest.mark.parametrize("sig, epoch, after, schedule", [
+    (signal.SIGTERM, 1, 2, "epoch"), (signal.SIGKILL, 2, 1, "epoch"),
+    (signal.SIGKILL, 2, 1, "samples")])
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, reference_runs, sig, epoch,
+                                                     after, schedule):
+    """Kill the run mid-epoch, run the same command again: final weights are bitwise equal
+    (under either lr schedule)."""
+    reference_run = reference_runs(schedule)
+    cmd = cli(tmp_path, f"train.lr_schedule={schedule}")
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert _wait_for(_steps_logged(tmp_path, epoch, after), proc), proc.communicate()[1][-2000:]
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
@@ -118,10 +165,62 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, reference_run, si
         assert prog["epoch"] == epoch and prog["batch"] >= after  # a mid-epoch checkpoint
     else:
         assert proc.returncode == -signal.SIGKILL
-    res = subprocess.run(cli(tmp_path), env=ENV, capture_output=True, timeout=300)
+    res = subprocess.run(cmd, env=ENV, capture_output=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert any(r["event"] == "resume" for r in read_jsonl(tmp_path / "metrics.jsonl"))
     assert_same_weights(weights(tmp_path), reference_run)
+
+
+DYNACL_RCS = ["train.method=dynacl", "train.epochs=3", "selection.method=rcs",
+              "selection.warmup_epochs=1", "selection.every=1", "selection.rounds=2",
+              "selection.val_attack_steps=1", "selection.candidate_batch=16",
+              "selection.sketch_dim=64"]
+# Runs `rcs train`, but SIGKILLs itself when the trainer is about to select before epoch
+# KILL_EPOCH: a deterministic point between the end-of-epoch checkpoint and the selection (the
+# selection itself, the training and the resume are the real code).
+KILL_BEFORE_SELECTION = """
+import os, signal, sys
+from rcs.train import trainer
+select = trainer.Trainer.select
+def killing_select(self, epoch):
+    if epoch == int(os.environ["KILL_EPOCH"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return select(self, epoch)
+trainer.Trainer.select = killing_select
+from rcs.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_dynacl_rcs_killed_before_a_selection_resumes_to_the_same_coresets(tmp_path):
+    """DynACL + RCS: the selection before epoch e augments with epoch e's strength (set first,
+    then select, as published), and a run killed just before that selection selects, after
+    the resume, bitwise the same coresets and trains to the same weights."""
+    from rcs.losses import dynacl_strength
+
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    subprocess.run(cli(ref, *DYNACL_RCS), env=ENV, check=True, capture_output=True,
+                   timeout=300)
+    sels = [r for r in read_jsonl(ref / "metrics.jsonl") if r["event"] == "selection"]
+    assert [r["epoch"] for r in sels] == [2, 3]
+    assert [r["augment_strength"] for r in sels] == [dynacl_strength(2, 3), dynacl_strength(3, 3)]
+    assert dynacl_strength(3, 3) != dynacl_strength(2, 3) != 1.0
+    cmd = cli(killed, *DYNACL_RCS)
+    res = subprocess.run([cmd[0], "-c", KILL_BEFORE_SELECTION, *cmd[3:]],
+                         env=dict(ENV, KILL_EPOCH="3"), capture_output=True, timeout=300)
+    assert res.returncode == -signal.SIGKILL, res.stderr[-2000:]
+    prog = load_checkpoint(killed / "checkpoint.pt")["progress"]
+    assert (prog["epoch"], prog["batch"], prog["selected_epoch"]) == (3, 0, 2)
+    assert not (killed / "coresets" / "epoch_0003.npz").exists()
+    res = subprocess.run(cmd, env=ENV, capture_output=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    for epoch in (2, 3):
+        a = np.load(ref / "coresets" / f"epoch_{epoch:04d}.npz")
+        b = np.load(killed / "coresets" / f"epoch_{epoch:04d}.npz")
+        assert sorted(a.files) == sorted(b.files) and "indices" in a.files
+        for key in a.files:
+            assert np.array_equal(a[key], b[key]), f"coreset of epoch {epoch}: {key} differs"
+    assert_same_weights(weights(killed), weights(ref))
 
 
 def test_non_finite_loss_stops_with_step_and_keeps_checkpoint(tmp_path):
@@ -150,7 +249,8 @@ def test_non_finite_loss_stops_with_step_and_keeps_checkpoint(tmp_path):
 
 
 def test_ddp_two_processes_match_single_process(tmp_path):
-    """2 gloo ranks x batch 32 vs 1 process x batch 64: same global batches, near-equal weights.
+    """train.batch_size is the global batch: 64 over 2 gloo ranks (32 each) vs 64 in one
+    process: the same global batches, near-equal weights.
 
     SAT (cross-entropy decomposes over samples) with augmentation off and attacks starting at x,
     so the only difference left is BatchNorm statistics computed per rank (no SyncBN on CPU).
@@ -165,7 +265,7 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     subprocess.run(cli(single, *common, "train.batch_size=64"), env=ENV, check=True,
                    capture_output=True, timeout=300)
     port = 29500 + os.getpid() % 1000
-    cmd = cli(multi, *common, "train.batch_size=32")
+    cmd = cli(multi, *common, "train.batch_size=64")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
            f"--master_port={port}", "-m", "rcs.cli.main", *cmd[3:]]
     res = subprocess.run(cmd, env=ENV, capture_output=True, timeout=300)
@@ -184,3 +284,19 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     assert (num / den) ** 0.5 < 0.2, f"DDP update differs by {(num / den) ** 0.5:.3f}"
     summary = json.loads((multi / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["samples_seen"] == 256
+    assert summary["steps"] == json.loads((single / "summary.json").read_text())["steps"] == 4
+
+
+def test_global_batch_the_ranks_cannot_split_is_refused_before_joining(tmp_path, monkeypatch):
+    """Rank 0 of a 2-rank torchrun environment with train.batch_size=63: a ConfigError naming
+    the key and the fix, before any process group is joined (no wait for the other rank)."""
+    from rcs.errors import ConfigError
+    from rcs.train.trainer import Trainer
+
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    cfg = load_config(None, TINY + [f"out_dir={tmp_path}", "train.batch_size=63"])
+    with pytest.raises(ConfigError, match=r"train.batch_size=63 is the global batch \(all ranks "
+                       r"together\) and must be divisible by the 2 DDP ranks; .*62 or 64"):
+        Trainer(cfg, resume="none")
+    assert not torch.distributed.is_initialized()

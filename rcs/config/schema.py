@@ -65,6 +65,11 @@ class DataConfig:
 class AugmentConfig:
     """On-device SimCLR-style augmentation; ``strength`` is DynACL's s (1 = full ACL strength)."""
 
+    crop: str = "resized"
+    """resized (RandomResizedCrop: SimCLR / ACL views) | pad (RandomCrop with zero padding
+    crop_padding, no resize: the published SAT pretraining's RandomCrop(32, padding=4))."""
+    crop_padding: int = 4
+    """crop=pad: zero padding p; the image moves by an offset uniform in [-p, p] per axis."""
     crop_scale: tuple[float, float] = (0.08, 1.0)
     """RandomResizedCrop area range at strength 1; ACL/DynACL use (1 - 0.9 s, 1) = (0.1, 1)."""
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
@@ -87,6 +92,8 @@ class AugmentConfig:
             v = getattr(self, n)
             _check(0.0 <= v <= 1.0, f"augment.{n}={v} must be in [0, 1]")
         _in("augment.interpolation", self.interpolation, ("bilinear", "bicubic", "nearest"))
+        _in("augment.crop", self.crop, ("resized", "pad"))
+        _check(self.crop_padding >= 0, f"augment.crop_padding={self.crop_padding} must be >= 0")
 
 
 @dataclass
@@ -150,6 +157,9 @@ class TrainConfig:
     registered by user code work too)"""
     epochs: int = 1000
     batch_size: int = 512
+    """Global batch: all DDP ranks together (the published 512). Each of W ranks trains
+    batch_size / W images per step (W must divide it); the contrastive negatives of a step are
+    the whole global batch (embeddings are gathered across ranks)."""
     optimizer: str = "lars"
     """lars | sgd"""
     lr: float = 5.0
@@ -157,14 +167,24 @@ class TrainConfig:
     momentum: float = 0.9
     nesterov: bool = False
     trust_coef: float = 1e-3
+    lr_schedule: str = "epoch"
+    """epoch (published): linear lr warm-up over lr_warmup_epochs, then cosine to min_lr, as a
+    function of epochs done, advanced per step, so a coreset epoch spans the same stretch of the
+    curve as a full-data epoch | samples: the same curve over samples seen (coreset epochs move
+    it by their share of the data; for comparisons at an equal number of samples). See
+    rcs.train.schedule."""
     lr_warmup_epochs: float = 10.0
+    """Epochs of linear lr warm-up from 0 (full-data epochs under RCS's warm-up)."""
     min_lr: float = 1e-6
+    """The cosine ends at this rate after train.epochs."""
     temperature: float = 0.5
     attack: AttackConfig = field(default_factory=AttackConfig)
     air_lambda1: float = 0.5
     air_lambda2: float = 0.5
-    air_variant: str = "corrected"
-    """corrected (true KLs) | faithful (the published code's probability-as-input KL)"""
+    air_variant: str = "faithful"
+    """faithful (default: the published AIR code's regularisers, probabilities passed where
+    log-probabilities are expected; what the published numbers come from) | corrected (true KL
+    divergences with renormalised P, Q: a different method, offered as a named option)."""
     dynacl_period: int = 50
     """DynACL: strength drops by 0.05 every ``dynacl_period`` epochs (scaled to 1000 epochs)."""
     tikhonov_lambda: float = 0.0
@@ -199,7 +219,7 @@ class TrainConfig:
     """RoCL: the adversarial pair term NTX(adv, t2) is weighted 1 / rocl_lambda."""
     byorl_tau: float = 0.996
     """BYORL: base EMA rate of the target network, τ = 1 - (1 - τ_base)(cos(π p) + 1)/2 at run
-    progress p (samples seen / planned), as in BYOL."""
+    progress p (the share of the run done, in train.lr_schedule's unit), as in BYOL."""
     byorl_pred_hidden: int = 0
     """BYORL: hidden width of the predictor (0 = that of the projector head)."""
     bn_recalibration: int = 0
@@ -318,6 +338,9 @@ class TrainConfig:
         _in("train.amp", self.amp, ("auto", "bf16", "off"))
         _check(self.bn_recalibration >= 0, "train.bn_recalibration must be >= 0 (0 = off)")
         _check(self.lr_warmup_epochs >= 0, "train.lr_warmup_epochs must be >= 0")
+        _in("train.lr_schedule", self.lr_schedule, ("epoch", "samples"))
+        _check(0 <= self.min_lr <= self.lr, f"train.min_lr={self.min_lr} must be in [0, "
+               f"train.lr={self.lr}]")
         self.attack.validate("train.attack")
 
 
@@ -342,7 +365,9 @@ class SelectionConfig:
     """sample | batch (the published behaviour: candidates are whole minibatches)"""
     candidate_batch: int = 0
     """Candidates per chunk of the gradient pass (the other samples of a chunk are the negatives
-    of each per-sample loss) and per unit for granularity=batch; 0 = train.batch_size."""
+    of each per-sample loss) and per unit for granularity=batch; 0 = train.batch_size (the
+    global batch: under DDP every rank's chunks have this size, so the negatives are as in
+    training)."""
     pool: float = 1.0
     """Share of the candidates whose gains are computed: a seeded random pool (at least the
     budget, new at every selection) in which the greedy picks, stochastic-greedy style. Cuts
@@ -350,6 +375,9 @@ class SelectionConfig:
     it keeps of exact greedy's benefit)."""
     train_attack_steps: int = 1
     val_attack_steps: int = 3
+    val_attack_start: str = "uniform"
+    """Random start of the RD attack on U: uniform (δ0 ~ U(-eps, eps), the published CIFAR code)
+    | trades (x + 0.001·N(0, 1), the published ImageNet-32 ACL and SAT code)."""
     val_reattack_every: int = 1
     """Re-attack U every this many greedy rounds (0 = never within a selection: U's
     adversarial images from the start are reused and q_U is recomputed from their cached
@@ -389,6 +417,7 @@ class SelectionConfig:
                     and self.method == "rcs"),
                "selection.class_balanced needs selection.granularity=sample for RCS (whole "
                "minibatches cannot meet per-class quotas)")
+        _in("selection.val_attack_start", self.val_attack_start, ("uniform", "trades"))
         _in("selection.store", self.store, ("memory", "disk"))
         _in("selection.index", self.index, ("flat", "ivfpq"))
         _check(self.scope == "head" or (self.scope.startswith("last-")
@@ -410,11 +439,14 @@ class FinetuneModeConfig:
     epochs: int | None = None
     """Epochs (null = protocol: SLF/ALF 25; AFF 25 for DynACL-style, 100 for ACL/ACL-AIR)."""
     lr: float | None = None
-    """Initial lr (null = protocol: SLF/ALF 0.01 on CIFAR-10, 0.05 on CIFAR-100; AFF 0.1)."""
+    """Initial lr (null = protocol: SLF/ALF 0.01 on CIFAR-10, 0.05 on CIFAR-100, 0.1 on STL-10
+    at 96 px, 0.01 on STL-10 at 32 px; AFF 0.1)."""
     batch_size: int | None = None
-    """Batch size (null = protocol: SLF/ALF 512, AFF 128)."""
+    """Batch size (null = protocol: SLF/ALF 512, 128 on STL-10 at 32 px; AFF 128). Fine-tuning
+    runs in one process, so this is the whole (global) batch."""
     milestones: list[int] | None = None
-    """Epochs after which the lr is multiplied by 0.1 (null = protocol: 10,20 / 15,20 / 40,60)."""
+    """Epochs after which the lr is multiplied by 0.1 (null = protocol: 10,20 / 15,20 / 40,60;
+    DynACL's AFF on STL-10 at 96 px 10,20)."""
     weight_decay: float = 2e-4
     momentum: float = 0.9
 

@@ -2,12 +2,18 @@
 
 Pipeline (the order of the ACL/DynACL torchvision transforms), for strength ``s`` in [0, 1]:
 
-1. random resized crop back to the input size. Area share ~ U(scale), aspect ratio r with
-   log r ~ U(log ratio); w = round(sqrt(A r)), h = round(sqrt(A / r)); the first of 10 tries with
-   ``w <= W, h <= H`` is used, else a centre crop clamped to the ratio range (torchvision's
-   ``RandomResizedCrop`` sampling). scale = (1 - 0.9 s, 1) when ``dynacl_crop`` else
-   ``crop_scale``. The crop and the flip are one ``affine_grid``/``grid_sample`` call
-   (bilinear / bicubic / nearest, border padding, align_corners=False);
+1. ``crop: resized`` (default): random resized crop back to the input size. Area share
+   ~ U(scale), aspect ratio r with log r ~ U(log ratio); w = round(sqrt(A r)),
+   h = round(sqrt(A / r)); the first of 10 tries with ``w <= W, h <= H`` is used, else a centre
+   crop clamped to the ratio range (torchvision's ``RandomResizedCrop`` sampling).
+   scale = (1 - 0.9 s, 1) when ``dynacl_crop`` else ``crop_scale``. The crop and the flip are
+   one ``affine_grid``/``grid_sample`` call (bilinear / bicubic / nearest, border padding,
+   align_corners=False).
+   ``crop: pad``: torchvision's ``RandomCrop(size, padding=p)`` (p = ``crop_padding``): the
+   image is zero-padded by p on every side and an H x W window is cut at a top-left corner
+   uniform in {0, ..., 2p}^2, i.e. the image moves by an offset uniform in [-p, p] on each axis
+   (offset 0: the image itself); no resampling (:func:`crop_flip`). The published SAT
+   pretraining and every fine-tuning mode augment this way;
 2. horizontal flip with probability ``flip_prob`` (not annealed, as in DynACL);
 3. with probability ``jitter_prob * s``: colour jitter with brightness b, contrast c,
    saturation t drawn from U(max(0, 1 - m s), 1 + m s) and a hue shift from U(-m_h s, m_h s),
@@ -185,6 +191,46 @@ def resized_crop(x: torch.Tensor, crops: torch.Tensor, flip: torch.Tensor,
     return out
 
 
+def sample_pad_offsets(n: int, padding: int, generator: torch.Generator | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """int64 ``(top, left)`` [n] each, uniform in {0, ..., 2 padding} (drawn in that order)."""
+    dev = generator.device if generator is not None else torch.device("cpu")
+    top = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=dev)
+    left = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=dev)
+    return top, left
+
+
+def pad_crop(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, padding: int
+             ) -> torch.Tensor:
+    """``pad(x, padding)[:, :, top:top + H, left:left + W]`` per image (zero padding), in one
+    gather over the batch."""
+    b, _, h, w = x.shape
+    top, left = top.to(x.device), left.to(x.device)
+    padded = F.pad(x, (padding, padding, padding, padding))
+    rows = top[:, None] + torch.arange(h, device=x.device)  # [B, H]
+    cols = left[:, None] + torch.arange(w, device=x.device)  # [B, W]
+    bidx = torch.arange(b, device=x.device)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[bidx, rows[:, :, None], cols[:, None, :]]  # [B, H, W, C]
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+def crop_flip(x: torch.Tensor, padding: int = 4, flip_prob: float = 0.5,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+    """``RandomCrop(size, padding) + RandomHorizontalFlip(flip_prob)`` of a [B, 3, H, W] batch
+    (uint8 or float) as a float32 copy: offsets from :func:`sample_pad_offsets`, then one flip
+    draw per image; random numbers on the generator's device."""
+    x = to_float(x)
+    b = x.shape[0]
+    if padding < 0:
+        raise ValueError(f"padding={padding} must be >= 0")
+    if padding > 0:
+        x = pad_crop(x, *sample_pad_offsets(b, padding, generator), padding)
+    else:
+        x = x.clone()
+    flip = (_rand((b,), generator) < flip_prob).to(x.device)
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
 def apply_jitter(x: torch.Tensor, factors: torch.Tensor, order: torch.Tensor,
                  apply: torch.Tensor) -> torch.Tensor:
     """Apply the four jitter ops in each sample's ``order`` to the samples where ``apply``."""
@@ -225,7 +271,8 @@ class Augment:
         """The effective crop scale, jitter magnitudes and probabilities at the current strength."""
         s, c = self._strength, self.cfg
         scale = (1.0 - 0.9 * s, 1.0) if c.dynacl_crop else tuple(c.crop_scale)
-        return {"scale": scale, "ratio": tuple(c.crop_ratio), "flip_prob": c.flip_prob,
+        return {"crop": c.crop, "padding": c.crop_padding if c.crop == "pad" else None,
+                "scale": scale, "ratio": tuple(c.crop_ratio), "flip_prob": c.flip_prob,
                 "jitter": tuple(m * s for m in c.jitter), "jitter_prob": c.jitter_prob * s,
                 "grayscale_prob": c.grayscale_prob * s}
 
@@ -237,9 +284,16 @@ class Augment:
             return x.clone()
         st = self.settings()
         n, _, height, width = x.shape
-        crops = sample_crop_params(n, height, width, st["scale"], st["ratio"], generator)
-        flip = _rand((n,), generator) < st["flip_prob"]
-        out = resized_crop(x, crops, flip, self.size or (height, width), self.cfg.interpolation)
+        if self.cfg.crop == "pad":
+            if self.size is not None and tuple(self.size) != (height, width):
+                raise ConfigError(f"augment.crop=pad keeps the input size {height}x{width}; "
+                                  f"it cannot resize to {tuple(self.size)} (use crop=resized)")
+            out = crop_flip(x, self.cfg.crop_padding, st["flip_prob"], generator)
+        else:
+            crops = sample_crop_params(n, height, width, st["scale"], st["ratio"], generator)
+            flip = _rand((n,), generator) < st["flip_prob"]
+            out = resized_crop(x, crops, flip, self.size or (height, width),
+                               self.cfg.interpolation)
         factors, order = sample_jitter_params(n, *st["jitter"], generator=generator)
         jit = _rand((n,), generator) < st["jitter_prob"]
         out = apply_jitter(out, factors, order, jit)

@@ -15,7 +15,21 @@ dynacl_air      SLF 5 ep; ALF 25 ep; lr 0.01        25 ep, milestones 15,20
 advcl           25 ep, lr 0.01, milestones 15,20    25 ep, milestones 15,20
 ==============  ==================================  =====================================
 
-On CIFAR-100 the linear modes use lr 0.05 (``rcs_reference.md`` §3.1). ``sat`` (supervised
+Downstream dataset rows (``rcs_reference.md`` §3.1, ``setup_hyperparameter`` of the published
+RCS fine-tuning code; :func:`dataset_overrides`):
+
+==================  ============================  =====================================
+downstream          SLF / ALF                     AFF
+==================  ============================  =====================================
+CIFAR-10            the method's row (above)      the method's row
+CIFAR-100           lr 0.05                       the method's row
+STL-10 at 96 px     lr 0.1, batch 512             DynACL: milestones 10,20
+STL-10 at 32 px     lr 0.01, batch 128            the method's row
+==================  ============================  =====================================
+
+The STL-10 row is chosen by the side of the downstream training images (> 32 px: the 96-px row;
+rcs's STL-10 reader gives the native 96 px). No published STL-10 AFF row is known for the other
+methods (DynACL-AIR included): they keep their CIFAR-10 AFF settings. ``sat`` (supervised
 PGD-AT) has no published RobustSSL row; it uses the ACL row. ``advcl`` is the RobustSSL-Benchmark
 row of AdvCL (the Benchmark also fine-tunes it with ``--dualBN 0``: set
 ``finetune.aff_dual_bn: false``, as configs/cifar10_advcl_rcs.yaml does). RoCL, BYORL and the
@@ -51,6 +65,25 @@ METHOD_PROTOCOL = {"acl": "acl", "sat": "acl", "air": "air", "dynacl": "dynacl",
 """Which published row a pretraining ``train.method`` uses under ``finetune.protocol=auto``."""
 
 LINEAR_LR_BY_DATASET = {"cifar100": 0.05}
+STL10_LINEAR = {96: {"lr": 0.1, "batch_size": 512}, 32: {"lr": 0.01, "batch_size": 128}}
+"""SLF / ALF on STL-10 by resolution (96 px native, or downscaled to 32 px)."""
+STL10_AFF_96 = {"dynacl": {"milestones": [10, 20]}}
+"""AFF on STL-10 at 96 px, per protocol row."""
+
+
+def dataset_overrides(name: str, mode: str, dataset: str, image_size: int | None = None
+                      ) -> dict[str, object]:
+    """Changes to protocol row ``name``'s ``mode`` settings for the downstream ``dataset``
+    whose images have side ``image_size`` (None: the dataset's native size; see module doc)."""
+    linear = mode in ("slf", "alf")
+    if dataset == "stl10":
+        res = 96 if image_size is None or image_size > 32 else 32
+        if linear:
+            return dict(STL10_LINEAR[res])
+        return dict(STL10_AFF_96.get(name, {})) if res == 96 else {}
+    if linear and dataset in LINEAR_LR_BY_DATASET:
+        return {"lr": LINEAR_LR_BY_DATASET[dataset]}
+    return {}
 
 
 @dataclass(frozen=True)
@@ -84,17 +117,17 @@ def protocol_name(cfg: FinetuneConfig, method: str) -> str:
     return METHOD_PROTOCOL[method]
 
 
-def resolve_mode(cfg: FinetuneConfig, mode: str, method: str, dataset: str = "") -> ModeSettings:
-    """Settings of ``mode``: the config's values where set, the protocol's elsewhere."""
+def resolve_mode(cfg: FinetuneConfig, mode: str, method: str, dataset: str = "",
+                 image_size: int | None = None) -> ModeSettings:
+    """Settings of ``mode``: the config's values where set, the protocol's elsewhere (the
+    method's row, changed for the downstream ``dataset`` of side ``image_size`` px)."""
     if mode not in MODES:
         raise ConfigError(f"fine-tuning mode {mode!r} is not one of {', '.join(MODES)}")
     name = protocol_name(cfg, method)
     own: FinetuneModeConfig = getattr(cfg, mode)
     base: dict[str, object] = {}
     if name != "none":
-        base = dict(PROTOCOLS[name][mode])
-        if mode in ("slf", "alf") and dataset in LINEAR_LR_BY_DATASET:
-            base["lr"] = LINEAR_LR_BY_DATASET[dataset]
+        base = dict(PROTOCOLS[name][mode]) | dataset_overrides(name, mode, dataset, image_size)
     values = {}
     for key in ("epochs", "lr", "batch_size", "milestones"):
         v = getattr(own, key)

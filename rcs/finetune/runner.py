@@ -135,7 +135,8 @@ def run_finetune(pre: Pretrained, cfg: RunConfig, modes: list[str], out: Path,
         test_set = build_dataset(test_cfg, split="test")
     all_results: dict[str, dict[str, Any]] = {}
     for mode in modes:
-        settings = resolve_mode(cfg.finetune, mode, pre.method, cfg.data.name)
+        settings = resolve_mode(cfg.finetune, mode, pre.method, cfg.data.name,
+                                image_size=train_set.image_shape[0])
         mdir = out / mode
         log(f"[finetune] {mode.upper()} on {train_set.name} ({len(indices)} images, "
             f"{num_classes} classes): {settings.epochs} epochs, lr {settings.lr}, batch "

@@ -154,6 +154,11 @@ def plan(command: str, args: argparse.Namespace, rest: list[str],
                      + (", 1 GPU" if slurm.gpus_per_node else ""))
         slurm = replace(slurm, nodes=1, tasks_per_node=0, gpus_per_node=min(1,
                                                                             slurm.gpus_per_node))
+    from rcs.train.distributed import per_rank_batch
+
+    ranks = slurm.nodes * slurm.ntasks_per_node()
+    if command == "train":  # the global batch must split over the job's ranks: say so now
+        per_rank_batch(cfg.train.batch_size, ranks)
     points = expand(sargs.slurm_sweep)
     argvs, outs = [], []
     if not points:
@@ -162,7 +167,8 @@ def plan(command: str, args: argparse.Namespace, rest: list[str],
     elif command == "train":
         for p in points:
             out = run_dir / p.name
-            _train_config(args, list(p.overrides) + [f"out_dir={out}"])  # refuse bad keys now
+            point_cfg = _train_config(args, list(p.overrides) + [f"out_dir={out}"])  # bad keys
+            per_rank_batch(point_cfg.train.batch_size, ranks)
             sets = [a for o in p.overrides for a in ("--set", o)]
             argvs.append([command] + rest + sets + ["--out", str(out)])
             outs.append(str(out))

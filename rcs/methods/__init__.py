@@ -18,6 +18,7 @@ _LAZY = {
     "build_method": "rcs.methods.base",
     "method_names": "rcs.methods.base",
     "register_method": "rcs.methods.base",
+    "selection_loss_of": "rcs.methods.base",
 }
 
 __all__ = list(_LAZY)

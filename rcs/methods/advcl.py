@@ -39,8 +39,8 @@ import torch.nn.functional as F
 
 from rcs.attacks import attack_mode, pgd
 from rcs.data import high_pass, to_float
+from rcs.data.augment import crop_flip
 from rcs.errors import ConfigError
-from rcs.finetune.augment import crop_flip
 from rcs.losses import pseudo_label_ce, supcon_loss
 from rcs.methods.base import Method, RunContext, StepOutput, register_method
 from rcs.methods.pseudo_labels import (

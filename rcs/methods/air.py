@@ -26,6 +26,8 @@ class AIR(Method):
         return 0.0
 
     def step(self, forward, model, x, y, augment, generator) -> StepOutput:
+        if x.shape[0] == 1:  # the un-augmented forward's BatchNorm1d needs two rows (as AdvCL)
+            x = x.repeat(2, 1, 1, 1)
         v, v_adv = contrastive_views(model, x, augment, generator, self.cfg)
         x_ori = to_float(x)
         outs = forward([(v, "normal", "proj"), (v_adv, "pgd", "proj"), (x_ori, "normal", "proj")])
@@ -45,7 +47,8 @@ class AIR(Method):
     def embedding_loss(self, outputs: list[torch.Tensor]) -> torch.Tensor:
         return self.loss_and_terms(outputs)[0]
 
-    def selection_loss(self) -> str:
+    @classmethod
+    def selection_loss(cls) -> str:
         return "air"
 
 

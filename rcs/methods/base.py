@@ -13,9 +13,11 @@ Hooks the trainer calls, in order (all optional; the defaults do nothing):
   the model's optimizer, and saves / restores them with the checkpoint (``extras``).
 * ``state_dict()`` / ``load_state_dict(state)``: the method's own state (tensors and plain
   values, e.g. AdvCL's pseudo-labels), saved in the checkpoint (``method``) so a resume is exact.
-* ``on_epoch_start(epoch, augment)`` before every epoch (also a resumed one).
+* ``on_epoch_start(epoch, augment)`` before every epoch (also a resumed one), before that
+  epoch's selection (so a selection sees the epoch's augmentation strength).
 * ``prepare_batch(idx)`` with the dataset indices of the next batch, then ``step(...)``.
-* ``after_step(progress)`` after each optimizer step; ``progress`` = samples seen / planned.
+* ``after_step(progress)`` after each optimizer step; ``progress`` in [0, 1] = the share of the
+  run done, in the lr schedule's unit (epochs done / epochs, or samples seen / planned).
 
 ``embedding_loss(outputs)`` (optional) gives the method's loss from its training forward's
 outputs; the layer-wise contrastive option (``train.layerwise_stages``) needs it.
@@ -136,8 +138,16 @@ class Method:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` from a checkpoint."""
 
-    def selection_loss(self) -> str:
-        """Which per-sample loss RCS uses for this method's gradients: acl | air | sat."""
+    @classmethod
+    def selection_loss(cls) -> str:
+        """The per-sample loss whose head gradients every gradient-based selector (RCS and the
+        gradient baselines) takes for this method: ``acl`` | ``air`` | ``sat`` (see
+        :data:`SELECTION_LOSSES`). A class-level choice, so selectors can ask it by method name
+        (:func:`selection_loss_of`); override it as a classmethod.
+
+        Methods with a schedule select with their loss at its plain weights, as the published
+        DynACL-RCS, which selects with the plain ACL loss, not DynACL's annealed weights:
+        ``dynacl`` -> ``acl``, ``dynacl_air`` -> ``air`` with w = 0 (ACL-AIR's objective)."""
         return "acl"
 
     def embedding_loss(self, outputs: list[torch.Tensor]) -> torch.Tensor:
@@ -154,6 +164,10 @@ def has_embedding_loss(method: Method) -> bool:
 
 
 METHODS: dict[str, Callable[[RunConfig], Method]] = {}
+
+SELECTION_LOSSES = ("acl", "air", "sat")
+"""Per-sample selection losses (``rcs.selection.per_sample.Objective`` kinds): ACL's dual-stream
+NT-Xent, AIR (ACL + SIR + AIR regularisers), SAT (cross-entropy on the classifier)."""
 
 
 def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
@@ -197,6 +211,24 @@ def build_method(name: str, cfg: RunConfig) -> Method:
 
         method = TikhonovPenalty(method, lam)
     return method
+
+
+def selection_loss_of(method: str) -> str:
+    """The selection loss of registered method ``method`` (its :meth:`Method.selection_loss`):
+    the one source every selector resolves its per-sample objective from."""
+    names = method_names()
+    if method not in METHODS:
+        raise ConfigError(f"unknown train.method '{method}' (selection needs its selection "
+                          f"loss); available: {', '.join(names)}")
+    try:
+        kind = METHODS[method].selection_loss()  # type: ignore[attr-defined]
+    except TypeError as e:
+        raise ConfigError(f"method '{method}': selection_loss must be a classmethod (selectors "
+                          f"ask it by method name): {e}") from e
+    if kind not in SELECTION_LOSSES:
+        raise ConfigError(f"method '{method}' selects with '{kind}', which is not one of "
+                          f"{', '.join(SELECTION_LOSSES)}")
+    return kind
 
 
 def interleave(v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:

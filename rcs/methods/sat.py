@@ -32,5 +32,6 @@ class SAT(Method):
         acc = (logits.argmax(1) == y).float().mean()
         return StepOutput(loss, {"adv_acc": float(acc)})
 
-    def selection_loss(self) -> str:
+    @classmethod
+    def selection_loss(cls) -> str:
         return "sat"

@@ -68,6 +68,21 @@ def net_from_model(model: Any, kind: str = "acl") -> Net:
     return Net(lambda x, s: model.features(x, names[s]), head, bn, [model])
 
 
+def make_objective(kind: str, temperature: float, bn: Streams,
+                   air: tuple[float, float, str] = (0.5, 0.5, "faithful")) -> Objective:
+    """The per-sample objective of selection loss ``kind`` (a method's ``selection_loss()``,
+    see :func:`rcs.methods.base.selection_loss_of`): ``acl`` (ACL's ½/½ streams), ``air`` (AIR
+    at plain stream weights 1/1, i.e. w = 0, with ``air`` = (λ1, λ2, variant)) or ``sat``."""
+    if kind == "sat":
+        return Objective("sat", temperature, bn)
+    if kind == "air":
+        lam1, lam2, variant = air
+        return Objective("air", temperature, bn, 1.0, 1.0, lam1, lam2, variant)
+    if kind == "acl":
+        return Objective("acl", temperature, bn)
+    raise ConfigError(f"selection loss {kind!r} is not one of acl, air, sat")
+
+
 def _modules_in(obj: Any, depth: int = 0) -> list[nn.Module]:
     if isinstance(obj, nn.Module):
         return [obj]

@@ -35,6 +35,7 @@ import torch
 
 from rcs.config.schema import SelectionConfig
 from rcs.errors import ConfigError
+from rcs.methods.base import selection_loss_of
 from rcs.selection.api import (
     ConcatView,
     Net,
@@ -42,6 +43,7 @@ from rcs.selection.api import (
     first_view,
     frozen,
     library_context,
+    make_objective,
     net_from_callables,
     net_from_model,
 )
@@ -84,9 +86,9 @@ class RCSSelector:
 
     ``settings``: any :class:`SelectionConfig` field, plus
 
-    - ``method``: the pretraining method; its selection objective is ``air`` for air, ``sat``
-      (CE on the classifier) for sat, and the ACL loss for every other method (acl, dynacl with
-      the reference's plain weights, and contrastive methods registered elsewhere);
+    - ``method``: the pretraining method (a registered name); the selection objective is its
+      ``Method.selection_loss()`` (``rcs.methods.base``): acl, air (dynacl_air too, at plain
+      weights) or sat (CE on the classifier);
     - ``temperature``, ``eps``, ``seed`` (library API), ``device``;
     - ``augment``: ``aug(x, generator) -> float [0, 1]`` (default ``rcs.data.Augment()``);
     - ``model``: module(s) to freeze, or an rcs RobustModel instead of encoder/head;
@@ -129,14 +131,14 @@ class RCSSelector:
             return ex[key] if ex[key] is not None else (getattr(tr, key) if tr else default)
 
         self.air = (pick("air_lambda1", 0.5), pick("air_lambda2", 0.5),
-                    pick("air_variant", "corrected"))
+                    pick("air_variant", "faithful"))
         self.amp = ex["amp"] or (tr.amp if tr else "auto")
         self.seed, self.device, self.augment = ex["seed"], ex["device"], ex["augment"]
         self.model, self.work_dir = ex["model"], ex["work_dir"]
         self.grad_chunk = int(ex["grad_chunk"] or 64)
         self.distributed = bool(ex["distributed"])
         self.sketch_kind = ex["sketch_kind"]
-        self.objective = self.method if self.method in ("air", "sat") else "acl"
+        self.objective = selection_loss_of(self.method)
 
     # ---------------------------------------------------------------------------------- entry
     def select(self, data: Any, val: Any = None) -> Coreset:
@@ -162,13 +164,7 @@ class RCSSelector:
         return net_from_model(model, kind)
 
     def _objective(self, net: Net) -> Objective:
-        t, bn = self.temperature, net.bn
-        if self.objective == "sat":
-            return Objective("sat", t, bn)
-        if self.objective == "air":
-            lam1, lam2, var = self.air
-            return Objective("air", t, bn, 1.0, 1.0, lam1, lam2, var)
-        return Objective("acl", t, bn)  # dynacl: plain ACL weights, as the reference's RCS
+        return make_objective(self.objective, self.temperature, net.bn, self.air)
 
     def candidate_features(self, ctx: SelectionContext) -> tuple[np.ndarray, torch.Tensor,
                                                                  np.ndarray | None]:
@@ -318,7 +314,8 @@ class RCSSelector:
         t0 = time.perf_counter()
         images = to_float(first_view(ctx.dataset.get_batch(np.asarray(ctx.val))[0])).to(dev)
         rdv = RDValidation(net.features, head, images, sc.rd_distance, net.bn, self.eps,
-                           sc.val_attack_steps, None, bsz, (ctx.seed, sc.seed, ctx.epoch))
+                           sc.val_attack_steps, None, bsz, (ctx.seed, sc.seed, ctx.epoch),
+                           sc.val_attack_start)
         q, rd = rdv.grad()
         rd_hist, t_val, t_val_init = [rd], 0.0, time.perf_counter() - t0
         feats, views = stores["f"], len(obj.views)

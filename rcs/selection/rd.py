@@ -5,8 +5,10 @@
 variant), ``f`` the frozen encoder (natural views on the clean BN branch, adversarial on the
 adversarial branch) and ``g_φ`` the head copy. ``ũ`` maximises the same RD by L∞ PGD through the
 full network (``val_attack_steps``, default 3; ``eps`` 8/255; step ``alpha = 1.25·eps/steps``,
-i.e. (10/255)/steps as the published small-scale code; uniform random start seeded per
-(seed, epoch, round, batch)). Validation images are used un-augmented (as the reference's
+i.e. (10/255)/steps as the published small-scale code; random start seeded per
+(seed, epoch, round, batch): ``start='uniform'`` draws δ0 ~ U(-eps, eps) (the published
+small-scale code), ``start='trades'`` starts at x + 0.001·N(0, 1) (the published ImageNet-32
+ACL and SAT code, TRADES-style)). Validation images are used un-augmented (as the reference's
 ``ToTensor``-only CIFAR validation set).
 
 Natural validation features never change (encoder frozen): they are cached once. The adversarial
@@ -24,6 +26,9 @@ from torch import Tensor
 from rcs.attacks import objectives, pgd
 from rcs.losses import rd_distance
 from rcs.selection.per_sample import HeadFn, Params
+
+START = ("uniform", "trades")
+"""Random starts of the RD attack (``selection.val_attack_start``)."""
 
 FeatureFn = Callable[[Tensor, str], Tensor]
 """``features(x, stream)`` with stream 'clean' or 'adv': encoder features of [0, 1] images."""
@@ -72,7 +77,10 @@ class RDValidation:
     def __init__(self, features: FeatureFn, head: HeadFn, images: Tensor, distance: str = "kl",
                  bn: tuple[str | None, str | None] = ("normal", "pgd"), eps: float = 8 / 255,
                  steps: int = 3, alpha: float | None = None, batch: int = 512,
-                 seed: tuple[int, ...] = (0,)):
+                 seed: tuple[int, ...] = (0,), start: str = "uniform"):
+        if start not in START:
+            raise ValueError(f"RD attack start {start!r} is not one of {', '.join(START)}")
+        self.start = start
         self.features, self.head, self.distance, self.bn = features, head, distance, bn
         self.images, self.batch, self.seed = images, batch, tuple(seed)
         self.eps, self.steps = eps, steps
@@ -96,7 +104,7 @@ class RDValidation:
                                     z_nat, self.distance)
             gen = _gen(x.device, *self.seed, round_index, b)
             x_adv = pgd(loss_fn, x, self.eps, self.alpha, self.steps, random_start=True,
-                        generator=gen)
+                        trades_start=self.start == "trades", generator=gen)
             xs.append(x_adv)
             with torch.no_grad():
                 out.append(self.features(x_adv, "adv"))

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from rcs.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -25,6 +27,21 @@ class DistEnv:
     @property
     def enabled(self) -> bool:
         return self.world_size > 1
+
+
+def per_rank_batch(global_batch: int, world_size: int, key: str = "train.batch_size") -> int:
+    """Images per rank and step when ``key`` = ``global_batch`` is split over ``world_size``
+    ranks; a ConfigError naming the key and the fix when it does not divide evenly."""
+    if world_size < 1:
+        raise ValueError(f"world_size={world_size} must be >= 1")
+    if global_batch % world_size:
+        lo = max(world_size, global_batch // world_size * world_size)
+        raise ConfigError(
+            f"{key}={global_batch} is the global batch (all ranks together) and must be "
+            f"divisible by the {world_size} DDP ranks; set it to a multiple of {world_size} "
+            f"(e.g. --set {key}={lo} or {lo + world_size}) or use a number of ranks that "
+            f"divides {global_batch}")
+    return global_batch // world_size
 
 
 def _slurm_master() -> str:

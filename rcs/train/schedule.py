@@ -1,18 +1,34 @@
-"""Learning-rate schedule measured in samples seen: linear warm-up, then cosine to ``min_lr``.
+"""Learning-rate schedules: linear warm-up, then cosine to ``min_lr``, over epochs or samples.
 
-With T = ``total_samples``, W = ``warmup_samples`` and s = samples seen so far::
+Both share one curve. With x the run's position, W the warm-up and T the end (same unit)::
 
-    lr(s) = base_lr * s / W                                            for s < W
-    lr(s) = min_lr + (base_lr - min_lr) * 0.5 * (1 + cos(pi * (s - W) / (T - W)))   for W <= s < T
-    lr(s) = min_lr                                                     for s >= T
+    lr(x) = base_lr * x / W                                            for x < W
+    lr(x) = min_lr + (base_lr - min_lr) * 0.5 * (1 + cos(pi * (x - W) / (T - W)))   for W <= x < T
+    lr(x) = min_lr                                                     for x >= T
 
-ACL steps this per iteration with W = 10 epochs and T = 1000 epochs of data (acl_family.md
-§0.5). Counting samples instead of steps keeps the schedule right when RCS shrinks the epoch to a
-coreset: T comes from ``planned_samples`` (full-data epochs during the coreset warm-up,
-coreset-size epochs afterwards). ``lr_at`` is a pure function of s, so a resumed run that restores
-its sample counter continues the same schedule exactly. ACL calls ``scheduler.step()`` before
-``optimizer.step()``, i.e. iteration i uses the lr after i + 1 steps; the equivalent here is
-``lr_at(samples_seen + batch_size)`` (the batch being trained included).
+They differ in what x counts (``train.lr_schedule``):
+
+* ``epoch`` (:class:`EpochCosineWarmup`, the default and the published behaviour): x is epochs,
+  W = ``lr_warmup_epochs``, T = ``epochs``, advanced per step inside each epoch:
+  the step with 0-based index b of epoch e (1-based) of n batches trains at
+  ``lr((e - 1) + (b + 1) / n)``. So every epoch spans the same stretch of the curve whatever its
+  length: a coreset epoch of 20% of the data covers as much of the schedule as a full-data
+  epoch. This is what the published ACL/RCS code does: it rebuilds its per-step ``LambdaLR``
+  (W = 10 x len(loader), T = epochs x len(loader)) every epoch from the current loader length
+  and fast-forwards it by (e - 1) x len(loader) steps, calling ``scheduler.step()`` before
+  ``optimizer.step()`` (rcs_reference.md 2.1, acl_family.md 0.5).
+* ``samples`` (:class:`CosineWarmup`): x is samples seen, W and T the samples of the first
+  ``lr_warmup_epochs`` and of all ``epochs`` of this run's plan (:func:`planned_samples`:
+  full-data epochs during the coreset warm-up, coreset-size epochs after). The step that brings
+  the count to s trains at ``lr(s)``. A coreset epoch then moves the curve by its share of the
+  data only, so after the warm-up the coreset epochs get less update than in the paper (1.5x
+  to 5x less mean rate for k = 0.2 ... 0.05 with the CIFAR schedule). Use it to compare runs at
+  an equal number of samples or steps (e.g. a selector study whose budget is samples seen), or
+  when epochs have no fixed meaning; it is not the published schedule.
+
+Both are pure functions of state the checkpoint holds (epoch, batch and the epoch's batch count
+for ``epoch``; the sample counter for ``samples``), so a resumed run continues the same
+schedule exactly.
 """
 
 from __future__ import annotations
@@ -23,12 +39,70 @@ from typing import Any
 
 import torch
 
-__all__ = ["CosineWarmup", "epoch_samples", "planned_samples", "set_lr"]
+__all__ = ["SCHEDULES", "CosineWarmup", "EpochCosineWarmup", "epoch_position", "epoch_samples",
+           "planned_samples", "set_lr", "warmup_cosine"]
+
+SCHEDULES = ("epoch", "samples")
+"""Values of ``train.lr_schedule``."""
+
+
+def warmup_cosine(x: float, base_lr: float, total: float, warmup: float = 0.0,
+                  min_lr: float = 0.0) -> float:
+    """The curve of the module doc at position ``x`` (any unit, the same for all arguments)."""
+    x, w, t = float(x), float(warmup), float(total)
+    if x < w:
+        return base_lr * max(x, 0.0) / w
+    if x >= t or t <= w:
+        return min_lr
+    frac = (x - w) / (t - w)
+    return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * frac))
+
+
+def epoch_position(epoch: int, batch: int, n_batches: int) -> float:
+    """Epochs of schedule done once batch ``batch`` (0-based) of ``epoch`` (1-based, of
+    ``n_batches``) is trained: ``(epoch - 1) + (batch + 1) / n_batches``."""
+    if epoch < 1 or n_batches < 1 or not 0 <= batch < n_batches:
+        raise ValueError(f"need epoch >= 1 and 0 <= batch < n_batches, got epoch={epoch}, "
+                         f"batch={batch}, n_batches={n_batches}")
+    return (epoch - 1) + (batch + 1) / n_batches
+
+
+@dataclass(frozen=True)
+class EpochCosineWarmup:
+    """Stateless cosine-with-warm-up schedule in epochs (``train.lr_schedule: epoch``)."""
+
+    base_lr: float
+    epochs: float
+    warmup_epochs: float = 0.0
+    min_lr: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.epochs <= 0:
+            raise ValueError(f"epochs must be > 0, got {self.epochs}")
+        if not 0 <= self.warmup_epochs <= self.epochs:
+            raise ValueError(f"warmup_epochs={self.warmup_epochs} must be in "
+                             f"[0, epochs={self.epochs}]")
+
+    def lr_at(self, epochs_done: float) -> float:
+        """The learning rate at ``epochs_done`` epochs of schedule (fractional)."""
+        return warmup_cosine(epochs_done, self.base_lr, self.epochs, self.warmup_epochs,
+                             self.min_lr)
+
+    def lr_for_step(self, epoch: int, batch: int, n_batches: int) -> float:
+        """The rate of step ``batch`` (0-based) of ``epoch`` (1-based) of ``n_batches``."""
+        return self.lr_at(epoch_position(epoch, batch, n_batches))
+
+    def state_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_state_dict(cls, sd: dict[str, Any]) -> EpochCosineWarmup:
+        return cls(**sd)
 
 
 @dataclass(frozen=True)
 class CosineWarmup:
-    """Stateless cosine-with-warm-up schedule in samples (see module doc)."""
+    """Stateless cosine-with-warm-up schedule in samples (``train.lr_schedule: samples``)."""
 
     base_lr: float
     total_samples: int
@@ -44,13 +118,8 @@ class CosineWarmup:
 
     def lr_at(self, samples_seen: float) -> float:
         """The learning rate after ``samples_seen`` samples."""
-        s, w, t = float(samples_seen), float(self.warmup_samples), float(self.total_samples)
-        if s < w:
-            return self.base_lr * max(s, 0.0) / w
-        if s >= t or t <= w:
-            return self.min_lr
-        frac = (s - w) / (t - w)
-        return self.min_lr + (self.base_lr - self.min_lr) * 0.5 * (1.0 + math.cos(math.pi * frac))
+        return warmup_cosine(samples_seen, self.base_lr, self.total_samples,
+                             self.warmup_samples, self.min_lr)
 
     def state_dict(self) -> dict[str, Any]:
         """Settings (the schedule has no other state); store it in checkpoints for checks."""

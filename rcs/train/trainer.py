@@ -42,10 +42,18 @@ from rcs.train.distributed import (
     barrier,
     broadcast_buffers,
     broadcast_indices,
+    detect_env,
     init_distributed,
+    per_rank_batch,
 )
 from rcs.train.optim import build_optimizer
-from rcs.train.schedule import CosineWarmup, planned_samples, set_lr
+from rcs.train.schedule import (
+    CosineWarmup,
+    EpochCosineWarmup,
+    epoch_position,
+    planned_samples,
+    set_lr,
+)
 from rcs.train.signals import StopFlag, TrainingInterrupted
 from rcs.utils.device import resolve_device
 from rcs.utils.metrics import MetricsLogger
@@ -83,9 +91,14 @@ class Trainer:
         self.cfg = cfg
         self.stop_flag = stop
         self.device = resolve_device(cfg.device)
+        # train.batch_size is the global batch: refuse one the ranks cannot split, before
+        # joining the process group (every rank fails at once instead of waiting)
+        per_rank_batch(cfg.train.batch_size, detect_env().world_size)
         self.env: DistEnv = init_distributed(self.device.type)
         if self.device.type == "cuda" and self.env.enabled:
             self.device = torch.device("cuda", self.env.local_rank)
+        # each rank trains its share of every step's global batch
+        self.rank_batch = per_rank_batch(cfg.train.batch_size, self.env.world_size)
         seed_everything(cfg.seed)
         if cfg.train.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -123,10 +136,7 @@ class Trainer:
         self.reselect = ReselectionSchedule.from_config(cfg)
         self.coreset: Coreset | None = None
         self.progress = Progress()
-        total = self.planned_samples(cfg.train.epochs)
-        self.schedule = CosineWarmup(
-            base_lr=cfg.train.lr, total_samples=total, min_lr=cfg.train.min_lr,
-            warmup_samples=min(total, self.planned_samples(cfg.train.lr_warmup_epochs)))
+        self.schedule = self.build_schedule()
         self.amp = cfg.train.amp == "bf16" or (cfg.train.amp == "auto"
                                                and self.device.type == "cuda")
         self.logger = MetricsLogger(self.out / "metrics.jsonl", enabled=self.env.is_main)
@@ -152,6 +162,31 @@ class Trainer:
         return planned_samples(
             epochs, self.epoch_size(full=True),
             None if s.method == "full" else self.epoch_size(full=False), s.warmup_epochs)
+
+    def build_schedule(self) -> EpochCosineWarmup | CosineWarmup:
+        """The lr schedule of ``train.lr_schedule`` (see :mod:`rcs.train.schedule`)."""
+        t = self.cfg.train
+        if t.lr_schedule == "epoch":
+            return EpochCosineWarmup(base_lr=t.lr, epochs=t.epochs, min_lr=t.min_lr,
+                                     warmup_epochs=min(float(t.epochs), t.lr_warmup_epochs))
+        total = self.planned_samples(t.epochs)
+        return CosineWarmup(base_lr=t.lr, total_samples=total, min_lr=t.min_lr,
+                            warmup_samples=min(total, self.planned_samples(t.lr_warmup_epochs)))
+
+    def lr_for_step(self, epoch: int, bi: int, n_batches: int, samples_after: int) -> float:
+        """The rate of step ``bi`` (0-based) of ``epoch`` (``n_batches`` batches), after which
+        ``samples_after`` samples are seen: the schedule's value once the step is done (as the
+        published code, which steps its scheduler before the optimizer)."""
+        if isinstance(self.schedule, EpochCosineWarmup):
+            return self.schedule.lr_for_step(epoch, bi, n_batches)
+        return self.schedule.lr_at(samples_after)
+
+    def run_progress(self, epoch: int, bi: int, n_batches: int) -> float:
+        """Share of the run done after step ``bi`` of ``epoch``, in the schedule's unit (epochs
+        or samples), in [0, 1]; methods with their own schedules get it (BYORL's EMA rate)."""
+        if isinstance(self.schedule, EpochCosineWarmup):
+            return min(1.0, epoch_position(epoch, bi, n_batches) / self.cfg.train.epochs)
+        return min(1.0, self.progress.samples_seen / max(1, self.schedule.total_samples))
 
     # ----------------------------------------------------------------- checkpoints
     def state(self) -> dict[str, Any]:
@@ -226,6 +261,7 @@ class Trainer:
         self.progress.selected_epoch = epoch
         self.logger.log(event="selection", epoch=epoch, method=self.selector.name,
                         size=len(self.coreset), seconds=seconds,
+                        augment_strength=self.augment.strength,
                         timings=self.coreset.meta.get("timings", {}))
 
     # ----------------------------------------------------------------- training
@@ -254,12 +290,14 @@ class Trainer:
 
     def _epoch(self, epoch: int, stop: StopFlag) -> None:
         p, cfg = self.progress, self.cfg
+        # the epoch's schedules first (DynACL's augmentation strength), then the selection, so
+        # it augments with this epoch's strength (as published) also right after a resume
+        extra = self.method.on_epoch_start(epoch, self.augment)
         if p.batch == 0 and self.selects_at(epoch) and p.selected_epoch != epoch:
             self.select(epoch)
         indices = self.coreset.indices if self.uses_coreset(epoch) else self.candidates
-        batches = index_batches(indices, cfg.train.batch_size, shuffle=True, seed=cfg.seed,
+        batches = index_batches(indices, self.rank_batch, shuffle=True, seed=cfg.seed,
                                 epoch=epoch, rank=self.env.rank, world_size=self.env.world_size)
-        extra = self.method.on_epoch_start(epoch, self.augment)
         self.model.train()
         t0, losses, seen0 = time.perf_counter(), [], p.samples_seen
         pbar = bar(len(batches), desc=f"epoch {epoch}/{cfg.train.epochs}", unit="batch")
@@ -269,7 +307,7 @@ class Trainer:
                 p.train_seconds += time.perf_counter() - t0
                 self.save()
                 raise TrainingInterrupted(stop.signum or 15, str(self.ckpt_path))
-            loss = self._step(epoch, bi, batches[bi])
+            loss = self._step(epoch, bi, batches[bi], len(batches))
             losses.append(loss)
             p.batch = bi + 1
             pbar.update(1)
@@ -295,7 +333,7 @@ class Trainer:
     def _recalibrate_bn(self, epoch: int) -> None:
         """BN running statistics from ``train.bn_recalibration`` random full-data batches (see
         :mod:`rcs.train.bn`); seeded by (seed, epoch, rank), so a resumed run repeats it."""
-        cfg, bs = self.cfg, self.cfg.train.batch_size
+        cfg, bs = self.cfg, self.rank_batch
         rng = np.random.default_rng([cfg.seed, epoch, self.env.rank, 0xB7])
         idx = rng.choice(self.candidates, min(len(self.candidates),
                                               cfg.train.bn_recalibration * bs), replace=False)
@@ -323,7 +361,7 @@ class Trainer:
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
         return bool(flag.item() > 0)
 
-    def _step(self, epoch: int, bi: int, idx: np.ndarray) -> float:
+    def _step(self, epoch: int, bi: int, idx: np.ndarray, n_batches: int) -> float:
         p, cfg = self.progress, self.cfg
         # the attack runs the raw model in eval mode (running BN statistics): every rank takes
         # rank 0's, so a run resumed from rank 0's checkpoint continues exactly
@@ -334,8 +372,8 @@ class Trainer:
         gen = torch.Generator(device=self.device).manual_seed(
             step_seed(cfg.seed, epoch, bi, self.env.rank))
         batch_samples = len(idx) * self.env.world_size
-        # the lr of a step is the schedule's value once its samples are seen (step 1 > 0)
-        set_lr(self.optimizer, self.schedule.lr_at(p.samples_seen + batch_samples))
+        set_lr(self.optimizer, self.lr_for_step(epoch, bi, n_batches,
+                                                p.samples_seen + batch_samples))
         autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp
                     else contextlib.nullcontext())
         self.method.prepare_batch(idx)
@@ -355,7 +393,7 @@ class Trainer:
                                      cfg.train.grad_clip)
         self.optimizer.step()
         p.samples_seen += batch_samples
-        self.method.after_step(min(1.0, p.samples_seen / max(1, self.schedule.total_samples)))
+        self.method.after_step(self.run_progress(epoch, bi, n_batches))
         p.step += 1
         if p.step % cfg.train.log_every == 0:
             self.logger.log(event="step", epoch=epoch, step=p.step, loss=value,
