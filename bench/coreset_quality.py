@@ -34,6 +34,7 @@ Arms: ``NAME`` or ``NAME:key=value,key=value`` with dotted config overrides; ``r
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -202,7 +203,7 @@ def slf_accuracy(run_dir: Path, log: Any) -> dict[str, float]:
 
 
 def measure(args: argparse.Namespace, trainer: Any, cfg: Any, test_x: torch.Tensor,
-            run_dir: Path) -> dict[str, Any]:
+            run_dir: Path, warm_buffers: dict[str, torch.Tensor]) -> dict[str, Any]:
     from rcs.data import to_float
 
     model = trainer.model
@@ -210,6 +211,12 @@ def measure(args: argparse.Namespace, trainer: Any, cfg: Any, test_x: torch.Tens
     row: dict[str, Any] = {}
     row |= {f"heldout_{k}": v for k, v in
             heldout_rd(model, test_x, args.rd_steps, temp, seed=1234).items()}
+    # the same weights with the warm-up's BN running statistics: how much of the change is BN
+    probe = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, buf in probe.named_buffers():
+            buf.copy_(warm_buffers[name])
+    row["heldout_rd_warmup_bn"] = heldout_rd(probe, test_x, args.rd_steps, temp, seed=1234)["rd"]
     u_x = to_float(trainer.dataset.get_batch(np.asarray(trainer.val))[0])
     row["val_rd"] = heldout_rd(model, u_x, args.rd_steps, temp, seed=4321)["rd"]
     labels = getattr(trainer.dataset, "labels", None)
@@ -247,7 +254,8 @@ def _ms(v: list[float], digits: int = 3) -> str:
 
 def table(rows: list[dict[str, Any]], arms: list[str], fractions: list[float],
           reference: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    cols = [("heldout_rd", "held-out RD", 3), ("heldout_rd_unit", "RD (unit outputs)", 3),
+    cols = [("heldout_rd", "held-out RD", 3), ("heldout_rd_warmup_bn", "RD, warm-up BN stats", 3),
+            ("heldout_rd_unit", "RD (unit outputs)", 3),
             ("val_rd", "RD on U", 3), ("heldout_norm_nat", "|g(f(x))|", 2),
             ("max_class_share", "largest class", 3), ("SA", "SA", 2), ("RA", "RA PGD-20", 2),
             ("seconds", "run s", 1)]
@@ -268,7 +276,8 @@ def table(rows: list[dict[str, Any]], arms: list[str], fractions: list[float],
         for arm in arms[:-1]:
             key = f"k{k:g}/{arm}-{base}"
             stats[key] = {}
-            for metric in ("heldout_rd", "heldout_rd_unit", "val_rd", "SA", "RA"):
+            for metric in ("heldout_rd", "heldout_rd_warmup_bn", "heldout_rd_unit", "val_rd",
+                           "SA", "RA"):
                 pa = {r["seed"]: r.get(metric) for r in rows if r["arm"] == arm
                       and r["fraction"] == k}
                 pb = {r["seed"]: r.get(metric) for r in rows if r["arm"] == base
@@ -327,12 +336,13 @@ def main(argv: list[str] | None = None) -> int:
                                  warm.parent), resume=str(warm))
         reference[f"{k:g}"] = {f"heldout_{m}": v for m, v in heldout_rd(
             wt.model, test_x, args.rd_steps, probe.train.temperature, seed=1234).items()}
+        warm_buffers = {n: b.clone() for n, b in wt.model.named_buffers()}
         for seed in seeds:
             for name, sets in arms:
                 trainer, cfg, secs = train_arm(args, k, seed, name, sets, warm)
                 row = {"arm": name, "fraction": k, "seed": seed, "seconds": secs,
                        "overrides": sets}
-                row |= measure(args, trainer, cfg, test_x, Path(cfg.out_dir))
+                row |= measure(args, trainer, cfg, test_x, Path(cfg.out_dir), warm_buffers)
                 rows.append(row)
                 print(f"[quality] k={k:g} seed {seed} {name}: held-out RD "
                       f"{row['heldout_rd']:.4f} (unit {row['heldout_rd_unit']:.4f}), RD on U "

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -64,12 +65,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="width 16, blocks [1,1,1,1]")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    help="config overrides, e.g. selection.train_attack_steps=5")
+    p.add_argument("--also", action="append", default=[], metavar="K=V[,K=V]",
+                   help="another selector setting measured in the same repeats (repeatable), "
+                        "e.g. train_attack_steps=0")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
     if args.quick:
         args.width, args.blocks, args.head_dim = 16, "[1,1,1,1]", 64
 
     from rcs.config import load_config
+    from rcs.selection import RCSSelector
     from rcs.selection.base import SelectionContext, build_selector
     from rcs.train.trainer import Trainer
     from rcs.utils.metrics import read_jsonl
@@ -86,7 +91,10 @@ def main(argv: list[str] | None = None) -> int:
             "train.checkpoint_every=1000", *args.overrides])
         trainer = Trainer(cfg, resume="none")
         cfg.selection.method = "rcs"
-        selector = build_selector("rcs", cfg)
+        variants = {"defaults": build_selector("rcs", cfg)}
+        for spec in args.also:
+            kv = dict(item.split("=", 1) for item in spec.split(","))
+            variants[spec] = RCSSelector(cfg, **{k: yaml.safe_load(v) for k, v in kv.items()})
         load = os.getloadavg()
         print(f"machine: {platform.platform()}, {platform.processor() or '?'}, "
               f"{os.cpu_count()} CPUs, torch {torch.__version__}, device {trainer.device}, "
@@ -99,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
               f"gradients={s.gradients}, rounds={s.rounds}, pool={s.pool}, "
               f"candidate attack {s.train_attack_steps} step(s), U attack {s.val_attack_steps} "
               f"step(s), re-attack every {s.val_reattack_every or 'never'}", flush=True)
-        epochs, selections, phases = [], [], {}
+        epochs: list[float] = []
+        selections: dict[str, list[float]] = {k: [] for k in variants}
+        phases: dict[str, dict[str, list[float]]] = {k: {} for k in variants}
         for r in range(args.repeats):
             trainer.fit(until_epoch=r + 1)
             rec = [x for x in read_jsonl(Path(tmp) / "metrics.jsonl") if x["event"] == "epoch"]
@@ -108,21 +118,24 @@ def main(argv: list[str] | None = None) -> int:
                                    val=trainer.val, fraction=args.fraction, seed=cfg.seed,
                                    model=trainer.model, augment=trainer.augment,
                                    device=trainer.device, cfg=cfg, epoch=r + 2)
-            _sync(trainer.device)
-            t0 = time.perf_counter()
-            cs = selector.select(ctx)
-            _sync(trainer.device)
-            selections.append(time.perf_counter() - t0)
-            for k, v in cs.meta["timings"].items():
-                phases.setdefault(k, []).append(v)
-            print(f"repeat {r + 1}: epoch {epochs[-1]:.2f} s, selection {selections[-1]:.2f} s "
-                  f"({len(cs)} picked)", flush=True)
+            for name, selector in variants.items():
+                _sync(trainer.device)
+                t0 = time.perf_counter()
+                cs = selector.select(ctx)
+                _sync(trainer.device)
+                selections[name].append(time.perf_counter() - t0)
+                for k, v in cs.meta["timings"].items():
+                    phases[name].setdefault(k, []).append(v)
+                print(f"repeat {r + 1}: epoch {epochs[-1]:.2f} s, selection [{name}] "
+                      f"{selections[name][-1]:.2f} s ({len(cs)} picked)", flush=True)
     print(f"full-data PGD-{args.steps} ACL epoch: {_fmt(epochs)}")
-    print(f"RCS selection: {_fmt(selections)}")
-    for k, v in phases.items():
-        print(f"  {k:>12s}: {_fmt(v)}")
+    for name in variants:
+        print(f"RCS selection [{name}]: {_fmt(selections[name])}; ratio "
+              f"{np.median(selections[name]) / np.median(epochs):.3f}")
+        for k, v in phases[name].items():
+            print(f"  {k:>12s}: {_fmt(v)}")
     print(f"peak RSS: {_peak_rss_gb():.2f} GB; load now {os.getloadavg()[0]:.2f}")
-    print(f"select_overhead_ratio: {np.median(selections) / np.median(epochs):.3f}")
+    print(f"select_overhead_ratio: {np.median(selections['defaults']) / np.median(epochs):.3f}")
     return 0
 
 

@@ -44,20 +44,18 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "exact-greedy": {"gradients": "exact", "rounds": 10**9, "val_reattack_every": 1},
     "defaults": {},
     "exact, 1 round (top-k at φ)": {"gradients": "exact", "rounds": 1},
-    "sketch, 20 rounds, re-attack every round (0.1 defaults)":
-        {"gradients": "sketch", "sketch_dim": 1024, "rounds": 20, "val_reattack_every": 1},
-    "exact, 20 rounds, re-attack every round":
+    "exact, 5 rounds": {"gradients": "exact", "rounds": 5},
+    "exact, 20 rounds": {"gradients": "exact", "rounds": 20},
+    "exact, 20 rounds, U re-attacked every round":
         {"gradients": "exact", "rounds": 20, "val_reattack_every": 1},
-    "exact, 20 rounds, U attacked once":
-        {"gradients": "exact", "rounds": 20, "val_reattack_every": 0},
-    "exact, 20 rounds, U once, pool 0.5":
-        {"gradients": "exact", "rounds": 20, "val_reattack_every": 0, "pool": 0.5},
-    "exact, 20 rounds, U once, pool 0.3":
-        {"gradients": "exact", "rounds": 20, "val_reattack_every": 0, "pool": 0.3},
-    "exact, 20 rounds, U once, no candidate attack":
-        {"gradients": "exact", "rounds": 20, "val_reattack_every": 0,
-         "train_attack_steps": 0},
-    "published: whole minibatches, sketch":
+    "exact, 1 round, no candidate attack":
+        {"gradients": "exact", "rounds": 1, "train_attack_steps": 0},
+    "exact, 20 rounds, no candidate attack":
+        {"gradients": "exact", "rounds": 20, "train_attack_steps": 0},
+    "exact, 20 rounds, pool 0.5": {"gradients": "exact", "rounds": 20, "pool": 0.5},
+    "sketch 1024, 20 rounds, U re-attacked every round (previous defaults)":
+        {"gradients": "sketch", "sketch_dim": 1024, "rounds": 20, "val_reattack_every": 1},
+    "published: whole minibatches, sketch, U re-attacked":
         {"gradients": "sketch", "granularity": "batch", "rounds": 10**9,
          "val_reattack_every": 1},
 }
@@ -129,13 +127,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="")
     args = p.parse_args(argv)
 
+    from rcs.config.schema import SelectionConfig
     from rcs.data import to_float
     from rcs.selection import RCSSelector, SelectionContext
     from rcs.selection.per_sample import HeadFn
 
     trainer = warm_model(args)
     cfg = trainer.cfg
-    cfg.selection.method, cfg.selection.candidate_batch = "rcs", args.candidate_batch
+    # the library's selection defaults (not the warm-up config's), on this pool
+    cfg.selection = SelectionConfig(method="rcs", candidate_batch=args.candidate_batch,
+                                    val_attack_steps=3)
     cand, val = trainer.candidates[:args.pool], trainer.candidates[-args.val:]
     by_variant: dict[str, list[dict[str, Any]]] = {}
     for seed in args.seeds:

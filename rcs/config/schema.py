@@ -378,7 +378,7 @@ class SelectionConfig:
     val_attack_start: str = "uniform"
     """Random start of the RD attack on U: uniform (δ0 ~ U(-eps, eps), the published CIFAR code)
     | trades (x + 0.001·N(0, 1), the published ImageNet-32 ACL and SAT code)."""
-    val_reattack_every: int = 1
+    val_reattack_every: int = 0
     """Re-attack U every this many greedy rounds (0 = never within a selection: U's
     adversarial images from the start are reused and q_U is recomputed from their cached
     features after each head update, which is cheap)."""
@@ -386,7 +386,7 @@ class SelectionConfig:
     """kl (KL of softmax projections) | minmax_kl (the published min-max scaled variant)"""
     scope: str = "head"
     """Parameters the per-sample gradients are taken of: head | last-<k> (last k head layers)"""
-    gradients: str = "sketch"
+    gradients: str = "exact"
     """How candidates' gains <g_x, q_U> are computed: exact (directional derivatives of each
     candidate's loss from its cached features, recomputed each round; no gradient is stored)
     | sketch (per-sample gradients sketched to sketch_dim into a store searched with FAISS;
