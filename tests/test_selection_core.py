@@ -149,6 +149,19 @@ def _linear_problem(n=40, d=6, seed=4):
     return g, h, c
 
 
+def _store_and_update(g, h, c, eta):
+    """The store of gradients ``g`` and a greedy update moving φ by η·mean(picked rows)."""
+    st = GradientStore.create(len(g), g.shape[1], dtype=np.float32)
+    st.write(0, g)
+    state = {"phi": np.zeros(g.shape[1])}
+
+    def update(r, picked):
+        state["phi"] = state["phi"] - eta * g[picked].mean(0)
+        return h @ state["phi"] + c
+
+    return st, update
+
+
 def test_rounds_equal_n_matches_brute_force_greedy():
     g, h, c = _linear_problem()
     eta, n_sel = 0.3, 12
@@ -161,14 +174,7 @@ def test_rounds_equal_n_matches_brute_force_greedy():
         k = int(np.argmax(gains))
         chosen.append(k)
         phi = phi - eta * g[k]
-    st = GradientStore.create(len(g), g.shape[1], dtype=np.float32)
-    st.write(0, g)
-    state = {"phi": np.zeros(g.shape[1])}
-
-    def update(r, picked):
-        state["phi"] = state["phi"] - eta * g[picked].mean(0)
-        return h @ state["phi"] + c
-
+    st, update = _store_and_update(g, h, c, eta)
     res = greedy_rounds(len(g), n_sel, n_sel, c, Retriever(st).search, update)
     assert [int(p[0]) for p in res.picks] == chosen
     assert len(res.gains) == n_sel
@@ -243,14 +249,7 @@ def test_group_quotas_match_brute_force_constrained_greedy():
         chosen.append(k)
         room[groups[k]] -= 1
         phi = phi - eta * g[k]
-    st = GradientStore.create(len(g), g.shape[1], dtype=np.float32)
-    st.write(0, g)
-    state = {"phi": np.zeros(g.shape[1])}
-
-    def update(r, picked):
-        state["phi"] = state["phi"] - eta * g[picked].mean(0)
-        return h @ state["phi"] + c
-
+    st, update = _store_and_update(g, h, c, eta)
     res = greedy_rounds(len(g), n_sel, n_sel, c, Retriever(st).search, update, None,
                         groups, quotas)
     assert [int(p[0]) for p in res.picks] == chosen
