@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     from rcs.selection.per_sample import HeadFn
 
     trainer = warm_model(args)
+    trainer.model.eval()  # every forward below (judge and selections) on running statistics
     cfg = trainer.cfg
     # the library's selection defaults (not the warm-up config's), on this pool
     cfg.selection = SelectionConfig(method="rcs", candidate_batch=args.candidate_batch,

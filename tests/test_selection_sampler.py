@@ -36,9 +36,10 @@ def test_drop_last_is_disjoint_and_epochs_reshuffle():
     assert len(flat) == len(set(flat)) == 21 and set(flat) <= set(cs.indices.tolist())
     s = CoresetSampler(cs, shuffle=True, seed=1)
     e0 = list(s)
-    assert list(s) == e0  # same epoch, same order
+    assert list(s) != e0  # a plain loop: each iteration is the next epoch's order
     s.set_epoch(1)
     e1 = list(s)
+    assert list(s) == e1  # an explicit epoch pins the order
     assert e1 != e0 and sorted(e1) == sorted(e0) == cs.indices.tolist()
     assert list(CoresetSampler(cs, shuffle=False)) == cs.indices.tolist()
     s.set_coreset(np.array([3, 1, 2]))
