@@ -46,15 +46,14 @@ def storage_error(exc: BaseException, path: str | Path, what: str = "file") -> E
     path = Path(path)
     folder = next((p for p in (path.parent, *path.parents) if p.exists()), Path("."))
     try:
-        free = f"{shutil.disk_usage(folder).free / 2**20:.1f} MiB free there"
+        free = f"{shutil.disk_usage(folder).free / 2**20:.2f} MiB free there"
     except OSError:
         free = "free space unknown"
     kept = (f"the previous {path.name} is intact" if path.exists()
             else "nothing was written")
-    fix = ("free some space (or raise the quota) or write elsewhere with --out, then run the same "
-           "command again" if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else
-           "make the folder writable or write elsewhere with --out, then run the same command "
-           "again")
+    fix = ("free some space (or raise the limit), then run the same command again" if exc.errno
+           in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else
+           "make the folder writable (or choose another --out), then run the command again")
     return StorageError(f"{STORAGE_ERRNOS[exc.errno]} while writing the {what} '{path}' "
                         f"({free}); {kept}. To continue: {fix}")
 
@@ -84,6 +83,9 @@ def atomic_path(path: str | Path, what: str = "file") -> Iterator[Path]:
             finally:
                 os.close(dfd)
     except OSError as e:
+        if tmp_path is not None:  # free its space before measuring what is left
+            with contextlib.suppress(OSError):
+                tmp_path.unlink()
         err = storage_error(e, path, what)
         if err is None:
             raise
