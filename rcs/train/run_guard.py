@@ -7,9 +7,9 @@
   settings (:data:`NEUTRAL_KEYS`, :data:`NEUTRAL_SECTIONS`: logging, checkpoint frequency,
   device, compile/memory-format knobs, data paths, the fine-tuning / evaluation / SLURM sections)
   may change; they are returned so the resume record in ``metrics.jsonl`` shows them. Before the
-  first selection the selector's own settings (``selection.*`` except :data:`SCHEDULE_KEYS`) have
-  played no part yet, so they may change too (``rcs compare`` resumes a shared full-data
-  warm-up with each selector).
+  first selection the selector's own settings (``selection.*`` except :data:`SCHEDULE_KEYS`, and
+  a change to or from ``full``, which has no coreset epochs) have played no part yet, so they may
+  change too (``rcs compare`` resumes a shared full-data warm-up with each selector).
 * :func:`keep_aside` moves an old run's outputs to ``<out>/previous/<time>/`` on a fresh start,
   so a folder never mixes two runs.
 * :func:`lock_run` takes ``<out>/.rcs-lock`` (pid, host, command, a heartbeat): a second process
@@ -121,7 +121,8 @@ def check_resume(state: dict[str, Any], cfg: Any, checkpoint: str | Path, out: s
     neutral, altering = {}, []
     for key, old, new in diffs:
         free = is_neutral(key) or (not selected and key.startswith("selection.")
-                                   and key not in SCHEDULE_KEYS)
+                                   and key not in SCHEDULE_KEYS
+                                   and not (key == "selection.method" and "full" in (old, new)))
         if free:
             neutral[key] = [old, new]
         else:
