@@ -302,7 +302,7 @@ def test_full_disk_while_saving_a_checkpoint(tmp_path, capsys):
         assert load_checkpoint(full / "checkpoint.pt")["progress"]["epoch"] == 2
         assert not [p for p in full.iterdir() if p.name.endswith(".tmp")]
     finally:
-        subprocess.run(["umount", str(full)], check=False)
+        subprocess.run(["umount", "-l", str(full)], check=False)
 
 
 def test_file_size_limit_while_saving_a_checkpoint(tmp_path):
