@@ -397,6 +397,13 @@ def test_a_second_finetune_mode_merges_into_the_table(pretrained, tmp_path, caps
     table = json.loads((out / "results.json").read_text())
     assert sorted(table) == ["alf", "slf"] and "headline" not in table["slf"]
     assert "SA" in table["alf"]["headline"]
+    # `rcs eval` of one mode's classifier updates the table too
+    assert "| ALF | 1 | 0.01 | " in md and re.search(r"\| ALF \| 1 \| 0\.01 \| [\d.]+ \| - \|", md)
+    assert main(["eval", "--checkpoint", str(out / "alf" / "classifier.pt"), "--attacks",
+                 "pgd20", *sets("eval.pgd.steps=1")]) == 0
+    md = (out / "results.md").read_text()
+    assert re.search(r"\| ALF \| 1 \| 0\.01 \| [\d.]+ \| [\d.]+ \|", md), md
+    assert "| SLF | 1 |" in md
 
 
 def _stop_when(pred, timeout: float = 120.0) -> threading.Thread:
@@ -494,3 +501,36 @@ def test_outputs_honour_the_umask(tmp_path, umask022):
         p.name: "0o644" for p in files}
     os.umask(0o077)
     assert (atomic_write_text(tmp_path / "private.txt", "x").stat().st_mode & 0o777) == 0o600
+
+
+# ------------------------------------------------------------------------------ beyond the list
+def test_slurm_jobs_are_checked_before_they_wait_in_the_queue(pretrained, tmp_path, capsys):
+    """What a job reads is checked at submission (before, these failed hours later in the job)."""
+    jobs = tmp_path / "jobs"
+    common = ["--executor", "local", "--job-dir", str(jobs)]
+    one_line_error(capsys, main(["submit", *common, "finetune", "--checkpoint",
+                                 str(tmp_path / "missing.pt")]), r"missing\.pt' does not exist")
+    from rcs.config import ModelConfig
+    from rcs.finetune.checkpoint import build_classifier, save_classifier
+
+    mcfg = ModelConfig(width=4, blocks=[1])
+    clf = save_classifier(tmp_path / "clf.pt", build_classifier(mcfg, 10), mcfg, 10, {})
+    one_line_error(capsys, main(["submit", *common, "select", "--checkpoint", str(clf), "--out",
+                                 str(tmp_path / "c.npz")]), r"is a fine-tuned classifier")
+    one_line_error(capsys, main(["submit", *common, "eval", "--checkpoint", str(pretrained)]),
+                   r"is a pretraining checkpoint without a classifier")
+    empty = tmp_path / "profile.yaml"
+    empty.write_text("")
+    one_line_error(capsys, main(["submit", "--profile", str(empty), *common, "train", "--out",
+                                 str(tmp_path / "r"), *sets(*TINY)]),
+                   r"SLURM profile '.*profile\.yaml' is empty")
+    one_line_error(capsys, main(["submit", *common, "train", "--out", str(tmp_path / "r"),
+                                 *sets(*TINY, "train.attack.eps=8")]), r"did you mean 8/255\?")
+    assert not jobs.exists()  # nothing was submitted
+
+
+def test_invalid_yaml_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1,\n")
+    one_line_error(capsys, main(["config", "show", "-c", str(bad)]),
+                   r"bad\.yaml' is not valid YAML \(line 2, column 1\): expected the node")

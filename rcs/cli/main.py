@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     except RCSError as e:
         if os.environ.get("RCS_DEBUG"):
             raise
-        print(f"rcs {args.command}: error: {e}", file=sys.stderr)
+        text = " ".join(ln.strip() for ln in str(e).splitlines() if ln.strip())  # one line
+        print(f"rcs {args.command}: error: {text}", file=sys.stderr)
         return 2
     except OSError as e:  # a write outside the atomic writer (a metrics line, a folder)
         err = storage_error(e, e.filename or "?", "file")

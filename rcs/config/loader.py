@@ -176,14 +176,17 @@ def read_yaml_mapping(path: Path, what: str, expected: str, allow_empty: bool = 
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
-        raise ConfigError(f"{what} '{path}' is not valid YAML: {e}") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{what} '{path}' is not valid YAML{where}: {problem}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{what} '{path}' cannot be read as text ({e})") from None
     if data is None:
         if not allow_empty:
             raise ConfigError(f"{what} '{path}' is empty (no settings); write the keys you want "
-                              "(`rcs config keys` lists them), or leave out --config to use the "
-                              "defaults")
+                              "(`rcs config keys` lists them), or do not pass it (leave out "
+                              "--config) to use the defaults")
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{what} '{path}' must hold {expected}")

@@ -236,11 +236,20 @@ def _run_modes(pre: Pretrained, cfg: RunConfig, modes: list[str], out: Path,
         atomic_write_text(mdir / "results.json",
                           json.dumps(res, indent=2, sort_keys=True, default=str))
         all_results[mode] = res
-    table = merged_results(out, all_results, log)
+    refresh_table(out, all_results, log)
+    return all_results
+
+
+def refresh_table(out: Path, results: dict[str, dict[str, Any]] | dict[str, Any],
+                  log: Callable[[str], None] = print) -> None:
+    """Write ``out/results.{json,md}``: ``results`` (one mode's result, or {mode: result})
+    merged with the other modes fine-tuned in ``out`` (see :func:`merged_results`)."""
+    if "mode" in results and "settings" in results:
+        results = {results["mode"]: results}
+    table = merged_results(out, results, log)
     atomic_write_text(out / "results.json",
                       json.dumps(table, indent=2, sort_keys=True, default=str))
     atomic_write_text(out / "results.md", results_table(table) + "\n")
-    return all_results
 
 
 def merged_results(out: Path, results: dict[str, dict[str, Any]],
@@ -258,11 +267,12 @@ def merged_results(out: Path, results: dict[str, dict[str, Any]],
             old = json.loads(f.read_text())
         except (OSError, ValueError):
             continue
-        same = (old.get("dataset"), old.get("label_fraction"), old.get("num_classes")) == (
-            ref["dataset"], ref["label_fraction"], ref["num_classes"])
-        fp = old.get("pretrained_fingerprint")
-        same = same and (fp == ref["pretrained_fingerprint"] if fp is not None else
-                         old.get("pretrain", {}).get("checkpoint") == ref["pretrain"]["checkpoint"])
+        keys = ("dataset", "label_fraction", "num_classes")
+        same = all(old.get(k) == ref.get(k) for k in keys)
+        fp, ref_fp = old.get("pretrained_fingerprint"), ref.get("pretrained_fingerprint")
+        same = same and (fp == ref_fp if fp is not None and ref_fp is not None else
+                         (old.get("pretrain") or {}).get("checkpoint")
+                         == (ref.get("pretrain") or {}).get("checkpoint"))
         if same:
             merged[mode] = old
         else:
