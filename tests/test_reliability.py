@@ -89,7 +89,7 @@ def test_resume_none_keeps_the_old_run_aside(tmp_path, capsys):
     old_ckpt = (out / "checkpoint.pt").read_bytes()
     capsys.readouterr()
     assert train(out, "train.lr=0.3", flags=("--resume", "none")) == 0
-    assert "the previous run was moved to" in capsys.readouterr().out
+    assert "the previous run there was moved to" in capsys.readouterr().out
     (prev,) = list((out / "previous").iterdir())
     assert (prev / "checkpoint.pt").read_bytes() == old_ckpt
     assert (prev / "finetune" / "results.json").is_file() and not (out / "finetune").exists()
@@ -97,6 +97,17 @@ def test_resume_none_keeps_the_old_run_aside(tmp_path, capsys):
     assert yaml.safe_load((out / "config.yaml").read_text())["train"]["lr"] == 0.3
     assert not any(r["event"] == "resume" for r in read_jsonl(out / "metrics.jsonl"))
     assert load_checkpoint(out / "checkpoint.pt")["complete"]
+    # continuing another folder's checkpoint here also keeps the run found here aside
+    from rcs.train.trainer import Trainer
+
+    other = tmp_path / "other"
+    Trainer(load_config(None, TINY + ["train.lr=0.3", f"out_dir={other}"]),
+            resume="none").fit(until_epoch=1)
+    assert train(out, "train.lr=0.3", flags=("--resume", str(other / "checkpoint.pt"))) == 0
+    assert len(list((out / "previous").iterdir())) == 2
+    recs = read_jsonl(out / "metrics.jsonl")
+    assert recs[0]["event"] == "resume" and recs[0]["changed"] == {
+        "out_dir": [str(other), str(out)]}
 
 
 def test_resume_records_neutral_changes_and_says_where_it_continues(tmp_path, capsys):

@@ -105,11 +105,20 @@ def _show(v: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def check_resume(state: dict[str, Any], cfg: Any, checkpoint: str | Path, out: str | Path
-                 ) -> dict[str, list[Any]]:
+def check_resume(state: dict[str, Any], cfg: Any, checkpoint: str | Path, out: str | Path,
+                 main: bool = True) -> dict[str, list[Any]]:
     """Refuse to resume ``state`` (a checkpoint) under ``cfg`` when a result-altering setting
     differs (:class:`RunFolderError` naming each key and the ways out); return the neutral
-    changes as ``{key: [old, new]}`` for the resume record."""
+    changes as ``{key: [old, new]}`` for the resume record. A run continued from a checkpoint
+    outside ``out`` keeps an older run found in ``out`` aside (by the ``main`` process)."""
+    changed = _check(state, cfg, checkpoint, out)
+    if main and Path(checkpoint).resolve() != (Path(out) / "checkpoint.pt").resolve():
+        _keep_aside_said(Path(out))
+    return changed
+
+
+def _check(state: dict[str, Any], cfg: Any, checkpoint: str | Path, out: str | Path
+           ) -> dict[str, list[Any]]:
     from rcs.config import RunConfig, to_dict
 
     text = state.get("config_json")
@@ -170,6 +179,19 @@ def keep_aside(out: str | Path) -> Path | None:
     for item in items:
         item.replace(dest / item.name)
     return dest
+
+
+def open_run_folder(out: str | Path, fresh: bool) -> None:
+    """Lock ``out`` for this process; on a fresh start keep an older run found there aside."""
+    lock_run(out)
+    if fresh:
+        _keep_aside_said(Path(out))
+
+
+def _keep_aside_said(out: Path) -> None:
+    if (old := keep_aside(out)) is not None:
+        print(f"[train] starting over in {out}: the previous run there was moved to {old}",
+              flush=True)
 
 
 # ------------------------------------------------------------------------------ the lock

@@ -214,15 +214,13 @@ class Trainer:
 
     def _resume(self, resume: str) -> None:
         path = None if resume == "none" else (self.ckpt_path if resume == "auto" else Path(resume))
-        if self.env.is_main:  # one writer per run folder (see rcs.train.run_guard)
-            run_guard.lock_run(self.out)
-        if path is None or (resume == "auto" and not path.exists()):
-            # a fresh start: keep an older run's files aside, not mixed in
-            if self.env.is_main and (old := run_guard.keep_aside(self.out)) is not None:
-                print(f"[train] starting over in {self.out}: the previous run was moved to {old}")
+        fresh = path is None or (resume == "auto" and not path.exists())
+        if self.env.is_main:  # one writer per folder, which never mixes two runs (run_guard)
+            run_guard.open_run_folder(self.out, fresh)
+        if fresh:
             return
         state = load_checkpoint(path, map_location=self.device)
-        changed = run_guard.check_resume(state, self.cfg, path, self.out)
+        changed = run_guard.check_resume(state, self.cfg, path, self.out, self.env.is_main)
         ds = state.get("dataset", {})
         if ds.get("fingerprint") not in (None, self.dataset.fingerprint()):
             raise CheckpointError(f"checkpoint '{path}' was trained on another dataset "
