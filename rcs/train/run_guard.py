@@ -297,9 +297,15 @@ def unlock_run(folder: str | Path) -> None:
     path = Path(folder) / LOCK_NAME
     with _HELD_LOCK:
         held = _HELD.pop(str(path.resolve()), None)
-    if held is not None and _read(path).get("token") == held[1]:
+    if held is not None and _mine(path, held[1]):
         with contextlib.suppress(OSError):
             path.unlink()
+
+
+def _mine(path: Path, token: str) -> bool:
+    """The lock file is this process's (a forked child inherits the registry, not the lock)."""
+    info = _read(path)
+    return info.get("token") == token and info.get("pid") == os.getpid()
 
 
 @atexit.register
@@ -308,6 +314,6 @@ def _release_all() -> None:
         held = list(_HELD.values())
         _HELD.clear()
     for path, token in held:
-        if _read(path).get("token") == token:
+        if _mine(path, token):
             with contextlib.suppress(OSError):
                 path.unlink()
