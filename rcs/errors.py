@@ -29,3 +29,22 @@ class NotAvailableError(RCSError):
 
 class NonFiniteLossError(RCSError):
     """Training produced a NaN/Inf loss."""
+
+
+class StorageError(RCSError):
+    """A file could not be written: disk full, quota, read-only or forbidden folder."""
+
+
+class RunFolderError(RCSError):
+    """A run folder holds another run, or another process is writing it."""
+
+
+class RCSWarning(UserWarning):
+    """A legal but suspicious value (the CLI prints these as one ``warning:`` line)."""
+
+
+def warn(message: str) -> None:
+    """Emit an :class:`RCSWarning` (shown by the CLI on stderr; ``pytest.warns`` sees it)."""
+    import warnings
+
+    warnings.warn(message, RCSWarning, stacklevel=2)

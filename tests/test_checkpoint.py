@@ -42,9 +42,8 @@ def test_exception_mid_write_keeps_previous(tmp_path, monkeypatch):
     path = tmp_path / "ck.pt"
     save_checkpoint(path, {"value": torch.tensor([1.0])})
 
-    def broken_save(obj, f, *a, **k):
-        with open(f, "wb") as fh:
-            fh.write(b"PK\x03\x04 partial")
+    def broken_save(obj, f, *a, **k):  # save_checkpoint hands torch an open file
+        f.write(b"PK\x03\x04 partial")
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)

@@ -18,7 +18,27 @@ def resolve_config(args: argparse.Namespace, extra: list[str] | None = None) -> 
     if getattr(args, "device", None):
         overrides.append(f"device={args.device}")
     overrides += extra or []
-    return load_config(getattr(args, "config", None), overrides)
+    cfg = load_config(getattr(args, "config", None), overrides)
+    check_names(cfg)
+    return cfg
+
+
+def check_names(cfg: RunConfig) -> None:
+    """Refuse a ``train.method`` or ``selection.method`` that `rcs train` would refuse, so
+    `rcs config show` and `rcs submit` do not accept what the run then rejects."""
+    import difflib
+
+    from rcs.errors import ConfigError
+    from rcs.methods.base import method_names
+    from rcs.selection.base import SELECTORS, _load_plugins
+
+    _load_plugins()
+    for key, name, valid in (("train.method", cfg.train.method, method_names()),
+                             ("selection.method", cfg.selection.method, sorted(SELECTORS))):
+        if name not in valid:
+            close = difflib.get_close_matches(name, valid, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"unknown {key} '{name}'.{hint} Available: {', '.join(valid)}")
 
 
 def prepare_run_dir(cfg: RunConfig, name: str = "config.yaml") -> Path:

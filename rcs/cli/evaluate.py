@@ -83,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     from rcs.errors import DataError
     from rcs.evaluate import evaluate, headline
     from rcs.finetune import load_classifier
+    from rcs.finetune.protocol import MODES
+    from rcs.finetune.runner import check_test_labels, refresh_table
     from rcs.utils.device import resolve_device
 
     ckpt = Path(args.checkpoint)
@@ -95,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     if test_set.labels is not None and test_set.num_classes > meta["num_classes"]:
         raise DataError(f"the test set has {test_set.num_classes} classes but the classifier "
                         f"predicts {meta['num_classes']}; evaluate on the fine-tuning dataset")
+    check_test_labels(test_set, meta["num_classes"])
     print(f"[eval] {ckpt} on {test_set.name} ({len(test_set)} images): "
           f"{', '.join(cfg.eval.attacks)}")
     results = evaluate(clf, test_set, cfg.eval, cfg.eval.attacks, device)
@@ -132,5 +135,7 @@ def run(args: argparse.Namespace) -> int:
         merged["eval"].setdefault("seconds", {}).update(results["seconds"])
         merged["headline"] = headline(merged["eval"])
         write_json(ft_results, merged)
+        if (ckpt.parent.parent / "results.md").is_file() and merged.get("mode") in MODES:
+            refresh_table(ckpt.parent.parent, merged)  # the fine-tuning table shows it too
     print(f"\n[eval] results written to {out / 'eval.json'} and {out / 'eval.md'}")
     return 0

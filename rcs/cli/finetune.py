@@ -74,7 +74,14 @@ def run(args: argparse.Namespace) -> int:
     if not pre.complete:
         print("[finetune] warning: the pretraining run has not finished; fine-tuning its last "
               "checkpoint")
-    results = run_finetune(pre, cfg, modes, out, attacks, resume=args.resume == "auto")
+    from rcs.train.signals import TrainingInterrupted
+
+    try:
+        results = run_finetune(pre, cfg, modes, out, attacks, resume=args.resume == "auto")
+    except TrainingInterrupted as e:
+        print(f"rcs finetune: stopped by signal {e.signum}; the fine-tuning state is saved in "
+              f"{e.checkpoint}. Run the same command again to resume.", flush=True)
+        return 128 + e.signum
     rows = []
     for mode, r in results.items():
         h = r.get("headline", {})

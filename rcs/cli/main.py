@@ -75,8 +75,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warnings(command: str) -> None:
+    """Print rcs warnings (legal but suspicious values) as one ``warning:`` line each."""
+    import warnings
+
+    from rcs.errors import RCSWarning
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202
+        if issubclass(category, RCSWarning):
+            print(f"rcs {command}: warning: {message}", file=sys.stderr, flush=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    warnings.simplefilter("always", RCSWarning)
+
+
 def main(argv: list[str] | None = None) -> int:
     from rcs.errors import RCSError
+    from rcs.utils.atomic import storage_error
 
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -84,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 0
+    _show_warnings(args.command)
     try:
         result = None
         if args.command in LAUNCHABLE:
@@ -95,7 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     except RCSError as e:
         if os.environ.get("RCS_DEBUG"):
             raise
-        print(f"rcs {args.command}: error: {e}", file=sys.stderr)
+        text = " ".join(ln.strip() for ln in str(e).splitlines() if ln.strip())  # one line
+        print(f"rcs {args.command}: error: {text}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a write outside the atomic writer (a metrics line, a folder)
+        err = storage_error(e, e.filename or "?", "file")
+        if err is None or os.environ.get("RCS_DEBUG"):
+            raise
+        print(f"rcs {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"rcs {args.command}: interrupted", file=sys.stderr)

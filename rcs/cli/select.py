@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from rcs.utils.device import resolve_device
 
     state = load_checkpoint(args.checkpoint)
+    _check_pretraining(state, args.checkpoint, args.config)
     extra = [f"selection.method={args.method or 'rcs'}"]
     if args.fraction is not None:
         extra.append(f"selection.fraction={args.fraction}")
@@ -79,3 +80,21 @@ def run(args: argparse.Namespace) -> int:
         print("class histogram: " + " ".join(f"{c}:{n}" for c, n in enumerate(hist)))
     print(f"coreset written to {path} (+ {path.with_suffix('.json').name})")
     return 0
+
+
+def _check_pretraining(state: dict, path: str, config: str | None) -> None:
+    """`rcs select` needs a pretraining checkpoint (model weights and, without --config, the run
+    config saved by `rcs train`)."""
+    from rcs.errors import CheckpointError
+    from rcs.finetune.checkpoint import CLASSIFIER_KIND
+
+    if state.get("kind") == CLASSIFIER_KIND:
+        raise CheckpointError(f"'{path}' is a fine-tuned classifier; `rcs select` needs the "
+                              "pretraining checkpoint of `rcs train` (e.g. runs/NAME/checkpoint.pt,"
+                              " two folders above finetune/<mode>/classifier.pt)")
+    if "model" not in state:
+        raise CheckpointError(f"checkpoint '{path}' holds no model weights ('model'); pass a "
+                              "checkpoint written by `rcs train`")
+    if not config and not state.get("config_json"):
+        raise CheckpointError(f"checkpoint '{path}' holds no run config (config_json); pass the "
+                              "config it was trained with: --config YAML")

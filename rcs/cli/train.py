@@ -8,7 +8,10 @@ encoder stages k) to those with an embedding loss.
 Selectors: full, random, rcs and the baselines (selection.method). The run folder gets
 config.yaml (resolved), metrics.jsonl, checkpoint.pt (atomic; written every epoch and on
 SIGTERM/SIGUSR1), coresets/epoch_*.npz and summary.json.
-Running the same command again resumes from checkpoint.pt exactly (same coreset, same RNG).
+Running the same command again resumes from checkpoint.pt exactly (same coreset, same RNG);
+a resume with a setting that changes the result is refused (each differing key is named), while
+logging, checkpoint frequency and device may change (recorded in metrics.jsonl). One process
+writes a run folder at a time (OUT/.rcs-lock).
 Multi-process: torchrun --nproc_per_node N -m rcs.cli.main train ... (gloo on CPU, nccl on GPU).
 
   rcs train --config configs/tiny/cifar10_acl_rcs.yaml
@@ -36,7 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=None, help="sets train.epochs")
     p.add_argument("--resume", default="auto",
                    help="auto: continue OUT/checkpoint.pt when it exists (default); none: start "
-                        "fresh; or the path of a checkpoint to continue from")
+                        "fresh, keeping an older run in OUT/previous/<time>/; or the path of a "
+                        "checkpoint to continue from (with its settings)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -89,6 +89,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, str):
             m = _FRACTION.match(value)
             if m:
+                if float(m.group(2)) == 0:
+                    raise ConfigError(f"{where}={value!r} divides by zero; write a fraction such "
+                                      "as 8/255")
                 return float(m.group(1)) / float(m.group(2))
         try:
             return float(value)
@@ -166,29 +169,47 @@ def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def read_yaml_mapping(path: Path, what: str, expected: str) -> dict[str, Any]:
-    """``yaml.safe_load`` of ``path``, which must hold a mapping (``expected`` says which)."""
+def read_yaml_mapping(path: Path, what: str, expected: str, allow_empty: bool = True
+                      ) -> dict[str, Any]:
+    """``yaml.safe_load`` of ``path``, which must hold a mapping (``expected`` says which).
+    ``allow_empty=False``: a file with no content at all (or comments only) is an error."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
-        raise ConfigError(f"{what} '{path}' is not valid YAML: {e}") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{what} '{path}' is not valid YAML{where}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{what} '{path}' cannot be read as text ({e})") from None
+    if data is None:
+        if not allow_empty:
+            raise ConfigError(f"{what} '{path}' is empty (no settings); write the keys you want "
+                              "(`rcs config keys` lists them), or do not pass it (leave out "
+                              "--config) to use the defaults")
+        data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{what} '{path}' must hold {expected}")
     return data
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
+def read_yaml(path: str | Path, _child: Path | None = None) -> dict[str, Any]:
     """Read a config file (following ``base:``) into a plain dict, with clear errors."""
     path = Path(path)
+    if _child is not None and not path.is_file():
+        raise ConfigError(f"config file '{_child}' names base: {path.name}, but '{path}' does not "
+                          "exist (base: is relative to the folder of the config that names it)")
     if not path.is_file():
         configs = Path(__file__).resolve().parents[2] / "configs"
         avail = sorted(p.name for p in configs.glob("*.yaml")) if configs.is_dir() else []
         raise ConfigError(f"config file '{path}' not found."
                           + (f" Configs shipped in {configs}: {', '.join(avail)}" if avail else ""))
-    data = read_yaml_mapping(path, "config file", "a mapping at the top level")
+    data = read_yaml_mapping(path, "config file", "a mapping at the top level", allow_empty=False)
     base = data.pop("base", None)
     if base:
-        data = _merge(read_yaml(path.parent / base), data)
+        if not isinstance(base, str):
+            raise ConfigError(f"config file '{path}': base: must be a file name, got {base!r}")
+        data = _merge(read_yaml(path.parent / base, _child=path), data)
     return data
 
 

@@ -7,9 +7,10 @@ calls them all. Defaults follow the published CIFAR-10 ACL+RCS setting (see DESI
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
-from rcs.errors import ConfigError
+from rcs.errors import ConfigError, warn
 
 EPS_8 = 8 / 255
 ALPHA_2 = 2 / 255
@@ -144,9 +145,16 @@ class AttackConfig:
     random_start: bool = True
 
     def validate(self, where: str = "attack") -> None:
-        _check(self.eps >= 0, f"{where}.eps must be >= 0")
-        _check(self.alpha >= 0, f"{where}.alpha must be >= 0")
+        for name in ("eps", "alpha"):
+            v = getattr(self, name)
+            _check(v >= 0, f"{where}.{name} must be >= 0")
+            _check(v <= 1, f"{where}.{name}={v:g} is larger than 1, but pixels are in [0, 1]: did "
+                   f"you mean {v:g}/255? Write it as a fraction: --set {where}.{name}={v:g}/255")
         _check(self.steps >= 0, f"{where}.steps must be >= 0")
+        if self.eps > 32 / 255:
+            warn(f"{where}.eps={self.eps:.4g} is {self.eps * 255:.4g}/255, far above the usual "
+                 "8/255 (pixels are in [0, 1]); write eps as a fraction of 255 if you meant "
+                 "pixel levels")
 
 
 @dataclass
@@ -674,6 +682,9 @@ class RunConfig:
 
     def validate(self) -> RunConfig:
         _check(bool(self.out_dir), "out_dir must not be empty")
+        _check(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device) is not None,
+               f"device={self.device!r} is not one of auto, cpu, cuda, cuda:N, mps "
+               "(e.g. --set device=cuda:0)")
         for section in ("data", "augment", "model", "train", "selection", "finetune", "eval",
                         "slurm"):
             getattr(self, section).validate()

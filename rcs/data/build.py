@@ -6,7 +6,7 @@ import numpy as np
 
 from rcs.config.schema import DataConfig
 from rcs.data.dataset import ImageDataset
-from rcs.errors import ConfigError
+from rcs.errors import ConfigError, DataError
 
 
 def build_dataset(cfg: DataConfig, split: str | None = None) -> ImageDataset:
@@ -20,6 +20,9 @@ def build_dataset(cfg: DataConfig, split: str | None = None) -> ImageDataset:
     if cfg.name not in READERS:
         raise ConfigError(f"data.name={cfg.name!r} is not one of {', '.join(sorted(READERS))}")
     ds = READERS[cfg.name](cfg, split or cfg.split)
+    if len(ds) == 0:
+        raise DataError(f"dataset {cfg.name!r} (data.root={cfg.root!r}) has no images in split "
+                        f"{split or cfg.split!r}; check data.root and data.split")
     if cfg.limit and cfg.limit < len(ds):
         ds = ds.subset(np.arange(cfg.limit))
     return ds

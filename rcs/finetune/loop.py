@@ -15,6 +15,7 @@ evaluates the last-epoch model; there is no test-set model selection).
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from rcs.data import ImageDataset, index_batches
 from rcs.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
 from rcs.finetune.protocol import ModeSettings
 from rcs.train.checkpoint import load_checkpoint, load_state_dict_strict, save_checkpoint
+from rcs.train.signals import StopFlag, TrainingInterrupted
 from rcs.utils.metrics import MetricsLogger
 from rcs.utils.progress import bar
 
@@ -91,7 +93,7 @@ def fit(step: StepFn, modules: dict[str, nn.Module], settings: ModeSettings,
     identity_json = json.dumps(identity or {}, sort_keys=True, default=str)
     logger = MetricsLogger(out / "metrics.jsonl")
     result = FitResult(epochs=settings.epochs, seconds=0.0)
-    first = 1
+    first, start_batch, partial = 1, 0, ([], 0.0)
     if resume and state_path.exists():
         state = load_checkpoint(state_path, map_location=device)
         if state.get("settings") != settings.as_dict():
@@ -107,23 +109,63 @@ def fit(step: StepFn, modules: dict[str, nn.Module], settings: ModeSettings,
         opt.load_state_dict(state["optimizer"])
         result.losses, result.seconds = list(state["losses"]), float(state["seconds"])
         first = result.resumed_from = int(state["epoch"]) + 1
-        logger.log(event="resume", epoch=first - 1, mode=settings.mode)
+        start_batch = int(state.get("batch", 0))  # > 0: stopped by a signal inside the epoch
+        partial = ([float(v) for v in state.get("epoch_losses", [])],
+                   float(state.get("epoch_seconds", 0.0)))
+        logger.log(event="resume", epoch=first - 1, batch=start_batch, mode=settings.mode)
+        print(f"[finetune] resuming {settings.mode.upper()} from {state_path}: epoch "
+              f"{first}/{settings.epochs}, batch {start_batch}", flush=True)
     elif state_path.exists() or (out / "metrics.jsonl").exists():
         for old in (state_path, out / "metrics.jsonl"):
             if old.exists():
                 old.replace(old.with_name(old.name + ".prev"))
         logger = MetricsLogger(out / "metrics.jsonl")
 
+    def state(epoch_done: int, **more: Any) -> dict[str, Any]:
+        return {"modules": {n: m.state_dict() for n, m in modules.items()},
+                "optimizer": opt.state_dict(), "epoch": epoch_done, "losses": result.losses,
+                "seconds": result.seconds, "settings": settings.as_dict(),
+                "identity_json": identity_json, **more}
+
+    # SIGTERM / SIGUSR1: save between two batches, then stop (signals another handler owns,
+    # e.g. submitit's inside a SLURM job, which requeues the job instead, are left to it)
+    stop = StopFlag(tuple(s for s in StopFlag.SIGNALS
+                          if signal.getsignal(s) in (signal.SIG_DFL, None))).install()
+    try:
+        _epochs(step, settings, dataset, indices, device, seed, min_batch, opt, logger, result,
+                state, state_path, stop, first, start_batch, partial)
+    finally:
+        stop.restore()
+    return result
+
+
+def _epochs(step: StepFn, settings: ModeSettings, dataset: ImageDataset, indices: np.ndarray,
+            device: torch.device, seed: int, min_batch: int, opt: torch.optim.Optimizer,
+            logger: MetricsLogger, result: FitResult, state: Callable[..., dict[str, Any]],
+            state_path: Path, stop: StopFlag, first: int, start_batch: int,
+            partial: tuple[list[float], float]) -> None:
+    """Epochs ``first``..E of :func:`fit` (from batch ``start_batch`` of the first one, whose
+    earlier losses and seconds are ``partial``)."""
     for epoch in range(first, settings.epochs + 1):
         for group in opt.param_groups:
             group["lr"] = lr_at(settings, epoch)
         batches = index_batches(indices, settings.batch_size, shuffle=True, seed=seed,
                                 epoch=epoch)
         batches = [b for b in batches if len(b) >= min_batch]
-        t0, losses = time.perf_counter(), []
+        skip, (losses, done_s) = (start_batch, partial) if epoch == first else (0, ([], 0.0))
+        losses = list(losses)
+        t0 = time.perf_counter() - done_s
         pbar = bar(len(batches), desc=f"{settings.mode} epoch {epoch}/{settings.epochs}",
                    unit="batch")
+        pbar.update(skip)
         for bi, idx in enumerate(batches):
+            if bi < skip:
+                continue
+            if stop.set:  # the state of this point: the next run continues at batch bi
+                save_checkpoint(state_path, state(
+                    epoch - 1, batch=bi, epoch_losses=losses,
+                    epoch_seconds=time.perf_counter() - t0))
+                raise TrainingInterrupted(stop.signum or 15, str(state_path))
             x, y = dataset.get_batch(idx)
             if y is None:
                 raise DataError(f"dataset {dataset.name!r} has no labels; fine-tuning needs a "
@@ -148,9 +190,4 @@ def fit(step: StepFn, modules: dict[str, nn.Module], settings: ModeSettings,
         result.losses.append(mean)
         logger.log(event="epoch", mode=settings.mode, epoch=epoch, loss=mean,
                    lr=opt.param_groups[0]["lr"], seconds=seconds)
-        save_checkpoint(state_path, {
-            "modules": {n: m.state_dict() for n, m in modules.items()},
-            "optimizer": opt.state_dict(), "epoch": epoch, "losses": result.losses,
-            "seconds": result.seconds, "settings": settings.as_dict(),
-            "identity_json": identity_json})
-    return result
+        save_checkpoint(state_path, state(epoch))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,12 +27,13 @@ import torch
 from rcs.config import DataConfig, RunConfig, from_dict, save_config, to_dict
 from rcs.config.loader import apply_overrides, read_yaml
 from rcs.data import build_dataset
-from rcs.errors import ConfigError
+from rcs.errors import ConfigError, DataError, warn
 from rcs.finetune.aff import finetune_aff
 from rcs.finetune.checkpoint import Pretrained, save_classifier
 from rcs.finetune.labels import label_fraction_subset
 from rcs.finetune.linear import finetune_linear
 from rcs.finetune.protocol import MODES, resolve_mode
+from rcs.train import run_guard
 from rcs.utils.atomic import atomic_write_text
 from rcs.utils.device import resolve_device
 
@@ -58,7 +60,23 @@ def finetune_config(pre: Pretrained, config_path: str | None = None,
     if config_path:
         data = _merge(data, read_yaml(config_path))
     data = apply_overrides(data, list(overrides or []))
-    return from_dict(RunConfig, data).validate()
+    cfg = from_dict(RunConfig, data).validate()
+    check_model_unchanged(pre, cfg)
+    return cfg
+
+
+def check_model_unchanged(pre: Pretrained, cfg: RunConfig) -> None:
+    """The fine-tuned network is the checkpoint's: a ``model.*`` setting (other than
+    ``num_classes``, which comes from the data) that differs from it would be ignored yet
+    recorded in ``config.yaml``, so it is refused."""
+    mine, theirs = to_dict(cfg.model), to_dict(pre.cfg.model)
+    diff = [f"model.{k}={mine[k]!r} (checkpoint: {theirs[k]!r})" for k in mine
+            if k != "num_classes" and mine[k] != theirs.get(k)]
+    if diff:
+        raise ConfigError(f"{'; '.join(diff)}: fine-tuning uses the architecture of the "
+                          f"pretrained checkpoint '{pre.path}', so model settings cannot change "
+                          "here; remove them from --set / the config (pretrain another model to "
+                          "change it)")
 
 
 def default_out(pre: Pretrained, cfg: RunConfig) -> Path:
@@ -102,8 +120,6 @@ def run_finetune(pre: Pretrained, cfg: RunConfig, modes: list[str], out: Path,
                  log: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
     """Fine-tune ``modes`` in order, evaluate each exported classifier on the test split with
     ``attacks`` (default ``cfg.eval.attacks``; ``[]`` skips evaluation), write the files."""
-    from rcs.evaluate import evaluate, headline
-
     for m in modes:
         if m not in MODES:
             raise ConfigError(f"fine-tuning mode {m!r} is not one of {', '.join(MODES)}")
@@ -112,17 +128,20 @@ def run_finetune(pre: Pretrained, cfg: RunConfig, modes: list[str], out: Path,
         raise ConfigError("corruption evaluation needs eval.corruptions_root (a folder with "
                           "CIFAR-10-C style <corruption>.npy + labels.npy files)")
     resolve_branch(cfg, pre, log)
-    device = resolve_device(cfg.device)
+    resolve_device(cfg.device)  # a bad device fails before the data is read
     torch.manual_seed(cfg.finetune.seed)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
     train_set = build_dataset(cfg.data, split=cfg.data.split)
-    num_classes = train_set.num_classes
+    num_classes = check_finetune_labels(train_set, cfg.data.split)
+    cfg.model.num_classes = num_classes  # what the classifier gets, recorded as such
     fraction = cfg.finetune.label_fraction
     if fraction < 1.0:
-        if train_set.labels is None:
-            raise ConfigError("finetune.label_fraction < 1 needs a labelled training split")
+        n_keep = max(1, int(round(fraction * len(train_set))))
+        if n_keep < num_classes:
+            raise ConfigError(
+                f"finetune.label_fraction={fraction:g} keeps {n_keep} of {len(train_set)} "
+                f"images, fewer than one per class ({num_classes} classes); use at least "
+                f"{_ceil2(num_classes / len(train_set)):g} (--label-fraction)")
         indices = label_fraction_subset(train_set.labels, fraction, cfg.finetune.seed)
         log(f"[finetune] label fraction {fraction:g}: {len(indices)} of {len(train_set)} "
             "labelled images (class-balanced)")
@@ -133,6 +152,60 @@ def run_finetune(pre: Pretrained, cfg: RunConfig, modes: list[str], out: Path,
         test_cfg = copy.deepcopy(cfg.data)
         test_cfg.limit = 0  # data.limit cuts the training split; eval.limit cuts the test split
         test_set = build_dataset(test_cfg, split="test")
+        check_test_labels(test_set, num_classes)
+    run_guard.lock_run(out)
+    try:
+        results = _run_modes(pre, cfg, modes, out, attacks, resume, log, train_set, indices,
+                             num_classes, test_set)
+    finally:
+        run_guard.unlock_run(out)
+    return results
+
+
+def _ceil2(x: float) -> float:
+    """``x`` rounded up to two significant digits."""
+    scale = 10 ** (1 - math.floor(math.log10(x)))
+    return math.ceil(x * scale - 1e-9) / scale
+
+
+def check_finetune_labels(train_set: Any, split: str) -> int:
+    """Fine-tuning needs a class label on every training image; returns the class count."""
+    if train_set.labels is None:
+        raise DataError(f"dataset {train_set.name!r} (split {split!r}) has no labels; "
+                        "fine-tuning needs a labelled split (set data.split=train)")
+    neg = int((train_set.labels < 0).sum())
+    if neg:
+        raise DataError(f"{neg} of {len(train_set)} training images of {train_set.name!r} "
+                        f"(split {split!r}) have no label (-1); fine-tuning needs a labelled "
+                        "split (set data.split=train) or labels 0..C-1 on every image")
+    return train_set.num_classes
+
+
+def check_test_labels(test_set: Any, num_classes: int) -> None:
+    """The test labels must be classes the classifier has."""
+    if test_set.labels is None:
+        raise DataError(f"test split {test_set.name!r} has no labels; evaluation needs them "
+                        "(or skip it with --attacks none)")
+    if len(test_set.labels) and (int(test_set.labels.min()) < 0
+                                 or int(test_set.labels.max()) >= num_classes):
+        raise DataError(f"test split {test_set.name!r} has labels outside 0..{num_classes - 1} "
+                        f"(min {int(test_set.labels.min())}, max {int(test_set.labels.max())}), "
+                        f"but the training split has {num_classes} classes; the two splits "
+                        "must share the class ids")
+    if test_set.num_classes < num_classes:
+        warn(f"the training split has {num_classes} classes but the test split only "
+             f"{test_set.num_classes}; check the labels of the training split")
+
+
+def _run_modes(pre: Pretrained, cfg: RunConfig, modes: list[str], out: Path,
+               attacks: list[str], resume: bool, log: Callable[[str], None], train_set: Any,
+               indices: Any, num_classes: int, test_set: Any) -> dict[str, dict[str, Any]]:
+    from rcs.evaluate import evaluate, headline
+
+    device = resolve_device(cfg.device)
+    save_config(cfg, out / "config.yaml")
+    fraction = cfg.finetune.label_fraction
+    fingerprint = pre.fingerprint()
     all_results: dict[str, dict[str, Any]] = {}
     for mode in modes:
         settings = resolve_mode(cfg.finetune, mode, pre.method, cfg.data.name,
@@ -153,7 +226,8 @@ def run_finetune(pre: Pretrained, cfg: RunConfig, modes: list[str], out: Path,
             "branch": cfg.finetune.branch,
             "settings": settings.as_dict(), "finetune_seconds": fit.seconds,
             "final_loss": fit.final_loss, "losses": fit.losses, "resumed_from": fit.resumed_from,
-            "pretrain": _pretrain_info(pre), "model_selection": "last epoch"}
+            "pretrain": _pretrain_info(pre), "pretrained_fingerprint": fingerprint,
+            "model_selection": "last epoch"}
         save_classifier(mdir / "classifier.pt", clf, cfg.model, num_classes,
                         {"mode": mode, "branch": cfg.finetune.branch, "config": to_dict(cfg)})
         if attacks:
@@ -162,10 +236,49 @@ def run_finetune(pre: Pretrained, cfg: RunConfig, modes: list[str], out: Path,
         atomic_write_text(mdir / "results.json",
                           json.dumps(res, indent=2, sort_keys=True, default=str))
         all_results[mode] = res
-    atomic_write_text(out / "results.json",
-                      json.dumps(all_results, indent=2, sort_keys=True, default=str))
-    atomic_write_text(out / "results.md", results_table(all_results) + "\n")
+    refresh_table(out, all_results, log)
     return all_results
+
+
+def refresh_table(out: Path, results: dict[str, dict[str, Any]] | dict[str, Any],
+                  log: Callable[[str], None] = print) -> None:
+    """Write ``out/results.{json,md}``: ``results`` (one mode's result, or {mode: result})
+    merged with the other modes fine-tuned in ``out`` (see :func:`merged_results`)."""
+    if "mode" in results and "settings" in results:
+        results = {results["mode"]: results}
+    table = merged_results(out, results, log)
+    atomic_write_text(out / "results.json",
+                      json.dumps(table, indent=2, sort_keys=True, default=str))
+    atomic_write_text(out / "results.md", results_table(table) + "\n")
+
+
+def merged_results(out: Path, results: dict[str, dict[str, Any]],
+                   log: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
+    """This call's ``results`` plus the other modes already fine-tuned in ``out`` from the same
+    pretrained weights, dataset and label fraction (their ``<mode>/results.json``), in mode
+    order: a later ``--mode aff`` adds its row to SLF and ALF instead of replacing them."""
+    merged = dict(results)
+    ref = next(iter(results.values()), None)
+    for mode in MODES:
+        f = out / mode / "results.json"
+        if mode in merged or ref is None or not f.is_file():
+            continue
+        try:
+            old = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        keys = ("dataset", "label_fraction", "num_classes")
+        same = all(old.get(k) == ref.get(k) for k in keys)
+        fp, ref_fp = old.get("pretrained_fingerprint"), ref.get("pretrained_fingerprint")
+        same = same and (fp == ref_fp if fp is not None and ref_fp is not None else
+                         (old.get("pretrain") or {}).get("checkpoint")
+                         == (ref.get("pretrain") or {}).get("checkpoint"))
+        if same:
+            merged[mode] = old
+        else:
+            log(f"[finetune] {f} is from another pretrained model or dataset; it is left out of "
+                f"{out / 'results.md'}")
+    return {m: merged[m] for m in MODES if m in merged}
 
 
 def _fmt(v: Any) -> str:

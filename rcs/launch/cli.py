@@ -207,6 +207,7 @@ def submit(command: str, argv: list[str], log: Any = print) -> tuple[Plan, list[
     sargs, rest = slurm_parser().parse_known_args(argv)
     args = build_parser().parse_args([command] + rest)  # the command's own checks (exit 2)
     p = plan(command, args, rest, sargs)
+    check_job_inputs(command, args)
     for note in p.notes:
         log(f"note: {note}")
     jobs = submit_jobs([RcsJob(a) for a in p.argvs], p.slurm, p.folder, p.name)
@@ -233,6 +234,24 @@ def submit(command: str, argv: list[str], log: Any = print) -> tuple[Plan, list[
     else:
         log(f"  results: {p.outs[0]}")
     return p, jobs, bool(sargs.slurm_wait)
+
+
+def check_job_inputs(command: str, args: argparse.Namespace) -> None:
+    """The checkpoint a select / finetune / eval job reads, checked before the job waits in the
+    queue: it exists and is of the kind the command takes (the same errors the job would give)."""
+    if command == "select":
+        from rcs.cli.select import _check_pretraining
+        from rcs.train.checkpoint import load_checkpoint
+
+        _check_pretraining(load_checkpoint(args.checkpoint), args.checkpoint, args.config)
+    elif command == "finetune":
+        from rcs.finetune import load_pretrained
+
+        load_pretrained(args.checkpoint)
+    elif command == "eval":
+        from rcs.finetune import load_classifier
+
+        load_classifier(args.checkpoint)
 
 
 def _axes(points: list[Any]) -> list[tuple[str, list[str]]]:

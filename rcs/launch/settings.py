@@ -59,7 +59,7 @@ def load_profile(name: str) -> dict[str, Any]:
     """The ``slurm.*`` keys of a profile: a flat mapping of SlurmConfig keys (or nested under
     ``slurm:``); ``description`` is ignored."""
     path = profile_path(name)
-    data = read_yaml_mapping(path, "SLURM profile", "a mapping of slurm keys")
+    data = read_yaml_mapping(path, "SLURM profile", "a mapping of slurm keys", allow_empty=False)
     data = dict(data.get("slurm", data))
     data.pop("description", None)
     data.pop("profile", None)

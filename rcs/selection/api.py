@@ -179,7 +179,7 @@ class TensorView:
     def get_batch(self, idx: np.ndarray) -> tuple[Tensor, Tensor | None]:
         idx = np.asarray(idx, dtype=np.int64)
         if isinstance(self.data, Tensor):
-            return self.data[torch.from_numpy(idx)], None
+            return check_pixels(self.data[torch.from_numpy(idx)], idx), None
         items = [self.data[int(i)] for i in idx]
         labelled = isinstance(items[0], (tuple, list))
         imgs = [_as_chw(it[0] if labelled else it) for it in items]
@@ -189,7 +189,40 @@ class TensorView:
                               "same-size images (resize or crop them in the dataset)")
         y = torch.as_tensor([int(it[1]) for it in items], dtype=torch.long) if labelled \
             else None
-        return torch.stack(imgs), y
+        return check_pixels(torch.stack(imgs), idx), y
+
+
+def check_pixels(x: Tensor, idx: np.ndarray) -> Tensor:
+    """Float images must be finite and in [0, 1] (the attack's eps and the augmentation are in
+    that scale); uint8 images are scaled by RCS itself."""
+    if not x.is_floating_point() or x.numel() == 0:
+        return x
+    bad = ~torch.isfinite(x).flatten(1).all(1)
+    if bad.any():
+        ids = idx[bad.cpu().numpy()][:5].tolist()
+        raise ConfigError(f"dataset items {ids} have NaN or infinite pixels; RCS cannot rank "
+                          "them. Clean or drop those images (e.g. torch.nan_to_num) before "
+                          "select()")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -1e-6 or hi > 1 + 1e-6:
+        raise ConfigError(
+            f"dataset items are float images with values in [{lo:.4g}, {hi:.4g}]; images must "
+            "be in [0, 1]: " + ("divide them by 255 (or give uint8 images)" if hi > 1.5 and
+                                lo >= 0 else "remove the Normalize(mean, std) from the dataset "
+                                "and normalise inside the encoder") + " (eps and the "
+            "augmentation act on [0, 1] pixels)")
+    return x
+
+
+def check_fraction(fraction: Any) -> float:
+    """``fraction`` as a float in (0, 1], or a ConfigError naming the argument."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.integer,
+                                                               np.floating)):
+        raise ConfigError(f"fraction={fraction!r} must be a number in (0, 1], e.g. "
+                          "fraction=0.2 (not a string)")
+    if not 0.0 < float(fraction) <= 1.0:
+        raise ConfigError(f"fraction={fraction!r} must be in (0, 1] (e.g. 0.2 keeps 20%)")
+    return float(fraction)
 
 
 def first_view(x: Tensor) -> Tensor:
@@ -303,18 +336,42 @@ def library_context(data: Any, val: Any, fraction: float, seed: int, net: Net,
     image is a candidate; coreset indices refer to ``train``), or None (1% of ``train`` held out
     with ``rcs.data.train_val_split(n, 0.01, seed)``). The device defaults to the head's.
     """
+    fraction = check_fraction(fraction)
+    if val is not None and val is data:
+        raise ConfigError("select(data, val): val is the training dataset itself, so validation "
+                          "images would also be candidates; pass validation indices into data "
+                          "(val=[...]), a separate dataset, or val=None (1% held out)")
     train = as_batch_source(data)
     n = len(train)
+    if n == 0:
+        raise ConfigError("select(data, ...): the training dataset is empty; pass the images "
+                          "to select from")
     if val is None:
         from rcs.data import train_val_split
         cand, val_idx = train_val_split(n, 0.01, seed)
         ds = train
     elif _is_index_list(val):
         val_idx = np.asarray(val, dtype=np.int64).reshape(-1)
+        if len(val_idx) and (val_idx.min() < 0 or val_idx.max() >= n):
+            bad = val_idx[(val_idx < 0) | (val_idx >= n)]
+            raise ConfigError(f"select(data, val): validation indices {bad[:5].tolist()} are "
+                              f"outside the training dataset (0..{n - 1}); pass indices into "
+                              "data, or the validation images as a separate dataset")
         cand, ds = np.setdiff1d(np.arange(n), val_idx), train
+        if len(cand) == 0:
+            raise ConfigError(f"select(data, val): the validation indices cover all {n} "
+                              "training images, leaving no candidate to select; hold out fewer "
+                              "(val=None holds out 1%)")
     else:
-        ds, val_idx = ConcatView(train, as_batch_source(val)), n + np.arange(len(val))
+        vsrc = as_batch_source(val)
+        ds, val_idx = ConcatView(train, vsrc), n + np.arange(len(val))
         cand = np.arange(n)
+        if len(val):
+            a, b = train.get_batch(np.array([0]))[0], vsrc.get_batch(np.array([0]))[0]
+            if tuple(a.shape[-3:]) != tuple(b.shape[-3:]):
+                raise ConfigError(f"select(data, val): training images are {tuple(a.shape[-3:])}"
+                                  f" but validation images {tuple(b.shape[-3:])}; give both "
+                                  "the same size")
     if device is None:
         p = next(iter(net.head.parameters()), None)
         device = p.device if p is not None else "cpu"

@@ -40,6 +40,7 @@ from rcs.selection.api import (
     ConcatView,
     Net,
     attacked_features,
+    check_fraction,
     first_view,
     frozen,
     library_context,
@@ -116,7 +117,7 @@ class RCSSelector:
             if hasattr(sc, k) and k != "seed":
                 setattr(sc, k, v)
         if fraction is not None:
-            sc.fraction = fraction
+            sc.fraction = check_fraction(fraction)
         sc.method = self.name
         if sc.candidate_batch == 0:  # library use without a run config: memory-safe chunks
             sc.candidate_batch = 128  # (512 views of ResNet-18 attacked at once: ~6.5 GB on CPU)

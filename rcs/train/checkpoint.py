@@ -9,6 +9,7 @@ config (as a plain dict) and the current coreset (indices + JSON metadata). Noth
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,25 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     The previous file at ``path`` stays intact until the new one is completely written.
     """
     payload = {"format": FORMAT, "version": VERSION, **state}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    # through a Python file object: a full disk is an OSError (ENOSPC), which atomic_path turns
+    # into a clear StorageError, instead of torch's "[enforce fail at inline_container.cc]"
+    with atomic_path(path, "checkpoint") as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)
     return Path(path)
+
+
+def _reason(e: Exception) -> str:
+    """A short, whole reason for a failed ``torch.load`` (torch's texts run on with advice and
+    URLs about ``weights_only``; a cut would end mid-URL)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    for ln in lines:  # the first sentence that is not torch's weights_only boilerplate
+        if "weights_only" in ln or "http" in ln or ln.startswith(("Please", "Check", "(1)",
+                                                                   "(2)", "WeightsUnpickler")):
+            continue
+        sentence = re.split(r"(?<=[.;])\s", ln)[0]
+        if len(sentence) <= 160:
+            return f"{type(e).__name__}: {sentence.rstrip('.')}"
+    return f"{type(e).__name__}; not a readable torch checkpoint"
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -47,11 +64,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             raise CheckpointError(
                 f"checkpoint '{path}' holds objects that are not plain tensors; rcs refuses to "
                 "unpickle untrusted data. Re-save it as a state dict of tensors.") from None
-        lines = [ln for ln in text.splitlines() if ln.strip()]
-        first = lines[-1][:120] if lines else ""
-        raise CheckpointError(f"checkpoint '{path}' is corrupt, truncated, or not loadable as "
-                              f"plain tensors ({type(e).__name__}: {first}); rcs never unpickles "
-                              "objects. Use an earlier checkpoint or retrain") from None
+        raise CheckpointError(f"checkpoint '{path}' is corrupt, truncated, or not a torch file "
+                              f"({_reason(e)}); rcs never unpickles objects. Use an earlier "
+                              "checkpoint or retrain") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(
             f"'{path}' is not an rcs checkpoint (no '{FORMAT}' marker). To start from a plain "

@@ -28,6 +28,7 @@ from rcs.methods.base import MultiForward, RunContext
 from rcs.models import build_model
 from rcs.selection.base import Coreset, SelectionContext, budget, build_selector
 from rcs.selection.sampler import ReselectionSchedule
+from rcs.train import run_guard
 from rcs.train.bn import recalibrate_bn
 from rcs.train.checkpoint import (
     coreset_from_state,
@@ -213,13 +214,13 @@ class Trainer:
 
     def _resume(self, resume: str) -> None:
         path = None if resume == "none" else (self.ckpt_path if resume == "auto" else Path(resume))
-        if path is None or (resume == "auto" and not path.exists()):
-            if self.env.is_main:  # a fresh start: keep an older run's files aside, not mixed in
-                for old in (self.ckpt_path, self.out / "metrics.jsonl"):
-                    if old.exists():
-                        old.replace(old.with_name(old.name + ".prev"))
+        fresh = path is None or (resume == "auto" and not path.exists())
+        if self.env.is_main:  # one writer per folder, which never mixes two runs (run_guard)
+            run_guard.open_run_folder(self.out, fresh)
+        if fresh:
             return
         state = load_checkpoint(path, map_location=self.device)
+        changed = run_guard.check_resume(state, self.cfg, path, self.out, self.env.is_main)
         ds = state.get("dataset", {})
         if ds.get("fingerprint") not in (None, self.dataset.fingerprint()):
             raise CheckpointError(f"checkpoint '{path}' was trained on another dataset "
@@ -235,7 +236,11 @@ class Trainer:
         if "coreset" in state:
             idx, meta = coreset_from_state(state["coreset"])
             self.coreset = Coreset(idx.numpy(), meta=meta)
-        self.logger.log(event="resume", checkpoint=str(path), **state["progress"])
+        self.logger.log(event="resume", checkpoint=str(path), changed=changed,
+                        threads=torch.get_num_threads(), world_size=self.env.world_size,
+                        device=str(self.device), **state["progress"])
+        if self.env.is_main:
+            print(run_guard.resume_line(path, self.progress, self.cfg.train.epochs), flush=True)
 
     # ----------------------------------------------------------------- selection
     def select(self, epoch: int) -> None:
@@ -286,6 +291,7 @@ class Trainer:
             from rcs.cli.common import write_json
 
             write_json(self.out / "summary.json", summary)
+            run_guard.unlock_run(self.out)
         return summary
 
     def _epoch(self, epoch: int, stop: StopFlag) -> None:

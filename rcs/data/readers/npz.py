@@ -55,6 +55,9 @@ def _to_nhwc(x: np.ndarray, path: Path, key: str) -> np.ndarray:
         x = np.repeat(x, 3, axis=-1)
     if x.shape[-1] != 3:
         raise DataError(f"npz: {path}['{key}'] has shape {x.shape}; expected (N, H, W, 3)")
+    if len(x) == 0 or x.shape[1] == 0 or x.shape[2] == 0:
+        raise DataError(f"npz: {path}['{key}'] holds no images (shape {x.shape}); expected "
+                        f"{LAYOUT}")
     return np.ascontiguousarray(x)
 
 
@@ -69,14 +72,49 @@ def _keys(files: list[str], split: str, path: Path) -> tuple[str, str | None]:
                     f"Expected {LAYOUT}.")
 
 
-def _labels(y: np.ndarray | None, n: int, path: Path) -> np.ndarray | None:
+def _labels(y: np.ndarray | None, n: int, path: Path, key: str = "labels",
+            classes: list[str] | None = None) -> np.ndarray | None:
     if y is None:
         return None
     y = np.asarray(y).reshape(-1)
     if not np.issubdtype(y.dtype, np.integer) or len(y) != n:
         raise DataError(f"npz: {path} labels have dtype {y.dtype} and length {len(y)}; "
                         f"expected {n} integers")
-    return y.astype(np.int64)
+    y = y.astype(np.int64)
+    check_labels(y, f"npz: {path}['{key}']", classes)
+    return y
+
+
+def check_labels(y: np.ndarray, where: str, classes: list[str] | None = None) -> None:
+    """Class ids must be 0..C-1 (C = ``len(classes)`` when the file names its classes): a
+    negative id or one past the class names is a DataError; an id range with an empty class or
+    a top class far rarer than the others (a stray label that adds a class) is warned about."""
+    from rcs.errors import warn
+
+    if len(y) == 0:
+        return
+    neg = np.flatnonzero(y < 0)
+    if len(neg):
+        raise DataError(f"{where} has {len(neg)} negative label(s) (e.g. {int(y[neg[0]])} at "
+                        f"index {int(neg[0])}); labels must be class ids 0..C-1. For unlabelled "
+                        "images leave the labels out of the file")
+    top = int(y.max())
+    if classes is not None:
+        if top >= len(classes):
+            bad = np.flatnonzero(y >= len(classes))
+            raise DataError(f"{where} has {len(bad)} label(s) >= {len(classes)} (e.g. {top} at "
+                            f"index {int(bad[0])}), but the file names {len(classes)} classes "
+                            f"(ids 0..{len(classes) - 1}); fix the labels or the class names")
+        return
+    counts = np.bincount(y, minlength=top + 1)
+    empty = np.flatnonzero(counts == 0)
+    if len(empty):
+        warn(f"{where}: labels run 0..{top} but class(es) {empty[:10].tolist()} have no image, "
+             f"so the dataset gets {top + 1} classes; labels must be 0..C-1 (1-based labels?)")
+    elif top >= 2 and counts[top] * 4 <= np.median(counts[:top]):
+        warn(f"{where}: class {top} has {counts[top]} image(s) while the median class has "
+             f"{int(np.median(counts[:top]))}; a stray label gives the dataset {top + 1} classes. "
+             "Check the labels (ids 0..C-1), or add label_names to the file")
 
 
 def _classes(z: np.lib.npyio.NpzFile) -> list[str] | None:
@@ -103,13 +141,13 @@ def read_npz(root: str | Path, split: str = "train", cache_dir: str | Path = "")
         classes = _classes(z)
         if path.stat().st_size <= CACHE_ABOVE_BYTES:
             x = _to_nhwc(z[xk], path, xk)
-            y = _labels(z[yk] if yk else None, len(x), path)
+            y = _labels(z[yk] if yk else None, len(x), path, yk or "", classes)
             return ImageDataset(x, y, name=f"{path.stem}-{split}", classes=classes)
 
     def build(writer: CacheWriter) -> None:
         with np.load(path, allow_pickle=False) as zz:
             x = _to_nhwc(zz[xk], path, xk)
-            y = _labels(zz[yk] if yk else None, len(x), path)
+            y = _labels(zz[yk] if yk else None, len(x), path, yk or "", classes)
         out = writer.allocate(*x.shape[:3])
         out[:] = x
         writer.set_labels(y)
