@@ -19,6 +19,8 @@ COMMANDS = {
     "select": ("rcs.cli.select", "compute a coreset (RCS or a baseline) from a checkpoint"),
     "finetune": ("rcs.cli.finetune", "fine-tune a pretrained encoder (SLF / ALF / AFF)"),
     "eval": ("rcs.cli.evaluate", "evaluate a classifier: clean, PGD-20, AutoAttack, corruptions"),
+    "export": ("rcs.cli.export", "write an encoder or classifier as state_dict + safetensors + "
+                                 "JSON sidecar"),
     "submit": ("rcs.cli.submit", "send a train/select/finetune/eval job to SLURM via submitit"),
     "report": ("rcs.cli.report", "collect results of runs into a table and plots"),
     "compare": ("rcs.cli.compare", "compare selectors at an equal budget (pretrain, SLF, PGD-20)"),

@@ -96,10 +96,18 @@ class AugmentConfig:
         _check(self.crop_padding >= 0, f"augment.crop_padding={self.crop_padding} must be >= 0")
 
 
+ARCH_NAMES = ("resnet18", "resnet34", "resnet50", "wrn28_10", "wrn")
+"""The built-in encoders; ``model.arch`` may also name a factory by dotted path."""
+
+
 @dataclass
 class ModelConfig:
+    """The encoder, its BN branches and the projection head."""
+
     arch: str = "resnet18"
-    """resnet18 | resnet34 | resnet50 | wrn28_10 | wrn (set depth/widen)"""
+    """resnet18 | resnet34 | resnet50 | wrn28_10 | wrn (set depth/widen) | a factory by dotted
+    path, 'package.module:function', returning any nn.Module whose output is the feature vector
+    (its BatchNorms become multi-BN; see rcs.models.external)"""
     width: int = 64
     """Channels of the first stage (64 = standard); small values make tiny test models."""
     blocks: list[int] = field(default_factory=list)
@@ -123,7 +131,10 @@ class ModelConfig:
     """Size of the classifier for SAT pretraining and fine-tuning."""
 
     def validate(self) -> None:
-        _in("model.arch", self.arch, ("resnet18", "resnet34", "resnet50", "wrn28_10", "wrn"))
+        _check(self.arch in ARCH_NAMES or ((":" in self.arch or "." in self.arch)
+                                           and " " not in self.arch),
+               f"model.arch={self.arch!r} is not one of {', '.join(ARCH_NAMES)}, nor a factory "
+               "by dotted path such as 'mypkg.nets:resnet18' (see rcs.models.external)")
         _in("model.head", self.head, ("acl3", "mlp2", "advcl", "rocl", "byol", "none"))
         _check(self.head_hidden >= 0, "model.head_hidden must be >= 0 (0 = the head's default)")
         _in("model.normalize", self.normalize, ("imagenet", "cifar10", "none"))
