@@ -665,6 +665,35 @@ class SlurmConfig:
                    "'--exclusive' or '--mail-type=END'")
 
 
+LOGGERS = ("jsonl", "csv", "tensorboard", "wandb")
+
+
+@dataclass
+class LogConfig:
+    """Where run metrics go: metrics.jsonl always, plus the loggers listed here."""
+
+    loggers: list[str] = field(default_factory=lambda: ["jsonl"])
+    """Any of jsonl (always on) | csv (<run>/csv/<event>.csv) | tensorboard (<run>/tb; needs the
+    tensorboard package) | wandb (<run>/wandb; needs wandb), for pretraining, selection and
+    fine-tuning alike."""
+    wandb_project: str = "rcs"
+    """W&B project the runs are logged to."""
+    wandb_entity: str = ""
+    """W&B entity (team or user); empty: your default."""
+    wandb_group: str = ""
+    """W&B group of the runs (e.g. a sweep's name); empty: none."""
+    wandb_mode: str = "offline"
+    """offline (default: no network; upload later with `wandb sync <run>/wandb/offline-run-*`) |
+    online | disabled."""
+    wandb_dir: str = ""
+    """Folder in which W&B makes its wandb/ folder; empty: the run folder (<run>/wandb)."""
+
+    def validate(self) -> None:
+        for n in self.loggers:
+            _in("log.loggers entry", n, LOGGERS)
+        _in("log.wandb_mode", self.wandb_mode, ("offline", "online", "disabled"))
+
+
 @dataclass
 class RunConfig:
     """A whole job: data, model, training, selection, fine-tuning, evaluation, launching."""
@@ -682,11 +711,13 @@ class RunConfig:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    """Metric loggers (jsonl, csv, tensorboard, wandb)."""
 
     def validate(self) -> RunConfig:
         _check(bool(self.out_dir), "out_dir must not be empty")
         for section in ("data", "augment", "model", "train", "selection", "finetune", "eval",
-                        "slurm"):
+                        "slurm", "log"):
             getattr(self, section).validate()
         if self.selection.candidate_batch == 0:  # resolved here, so the saved config shows it
             self.selection.candidate_batch = self.train.batch_size

@@ -153,4 +153,5 @@ def fit(step: StepFn, modules: dict[str, nn.Module], settings: ModeSettings,
             "optimizer": opt.state_dict(), "epoch": epoch, "losses": result.losses,
             "seconds": result.seconds, "settings": settings.as_dict(),
             "identity_json": identity_json})
+    logger.close()
     return result
