@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -71,3 +72,47 @@ def test_select_with_missing_checkpoint_is_clear(capsys, tmp_path):
     assert main(["select", "--checkpoint", str(tmp_path / "none.pt"), "--out",
                  str(tmp_path / "c.npz")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_every_config_key_has_a_one_line_meaning(capsys):
+    from rcs.config import describe_config
+
+    empty = [key for key, _, doc in describe_config() if not doc.strip()]
+    assert empty == []
+    assert main(["config", "keys"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(describe_config())  # one line per key
+    assert any(line.startswith("train.epochs ") and "epochs" in line.split(None, 2)[2]
+               for line in lines)
+
+
+def test_top_level_help_lists_every_method_and_selector(capsys):
+    from rcs.methods.base import METHODS
+    from rcs.selection.base import SELECTORS
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for name in [*METHODS, *SELECTORS]:
+        assert re.search(rf"\b{re.escape(name)}\b", out), name
+    assert "export" in out
+
+
+def test_select_takes_selector_and_warns_on_the_old_method_flag(tmp_path, capsys):
+    import json as _json
+
+    from test_export import pretraining_checkpoint
+
+    path, _, _ = pretraining_checkpoint(tmp_path)
+    assert main(["select", "--checkpoint", str(path), "--selector", "random", "--fraction",
+                 "0.5", "--out", str(tmp_path / "a.npz")]) == 0
+    assert "deprecated" not in capsys.readouterr().err
+    assert main(["select", "--checkpoint", str(path), "--method", "random", "--fraction",
+                 "0.5", "--out", str(tmp_path / "b.npz")]) == 0
+    assert "--method is deprecated" in capsys.readouterr().err
+    a = _json.loads((tmp_path / "a.json").read_text())
+    b = _json.loads((tmp_path / "b.json").read_text())
+    assert a["meta"]["method"] == b["meta"]["method"] == "random"
+    assert main(["select", "--checkpoint", str(path), "--selector", "rcs", "--method",
+                 "random", "--out", str(tmp_path / "c.npz")]) == 2
+    assert "disagree" in capsys.readouterr().err

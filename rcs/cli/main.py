@@ -56,12 +56,26 @@ def add_config_args(p: argparse.ArgumentParser, config_required: bool = False) -
                    help="auto | cpu | cuda | cuda:N (overrides the config's device)")
 
 
+def catalog_text() -> str:
+    """The pretraining methods (``--method``) and coreset selectors (``--selector``), wrapped."""
+    from rcs.methods.base import method_names
+    from rcs.selection.base import SELECTORS, _load_plugins
+
+    _load_plugins()
+    wrap = textwrap.TextWrapper(width=96, initial_indent="  ", subsequent_indent="  ")
+    return ("pretraining methods (rcs train --method / train.method; `rcs train --help` gives "
+            "references):\n" + wrap.fill(", ".join(method_names())) + "\n"
+            "coreset selectors (rcs train|select --selector / selection.method):\n"
+            + wrap.fill(", ".join(sorted(SELECTORS))) + "\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rcs",
         description="rcs: robustness-aware coreset selection for fast adversarial contrastive "
-                    "pretraining (select, train, fine-tune, evaluate, launch on SLURM).",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
+                    "pretraining (select, train, fine-tune, evaluate, export, launch on SLURM).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=catalog_text() + "\n" + EPILOG)
     parser.add_argument("--version", action="version", version=f"rcs {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
