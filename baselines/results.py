@@ -113,8 +113,9 @@ def plot(rows: list[dict[str, Any]], summary: list[dict[str, Any]], path: Path,
     """Robust accuracy (first panel; then one per extra radius) and clean accuracy (last)
     against pretraining time: one faint point per run, and the mean ± std over seeds per
     (selector, fraction) with error bars in both directions."""
-    import matplotlib
+    from rcs.utils.optional import require
 
+    matplotlib = require("matplotlib", "the comparison plot (rcs compare)")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -120,3 +120,35 @@ def test_wheel_in_a_fresh_venv_trains_from_a_packaged_config(tmp_path):
     assert summary["epochs"] == 2 and summary["selections"] == 1
     run(venv / "bin" / "rcs", "export", "--checkpoint", "run/checkpoint.pt", cwd=elsewhere)
     assert (elsewhere / "run" / "export" / "encoder.safetensors").is_file()
+
+
+def _kcenter() -> None:
+    import numpy as np
+
+    from baselines.kcenter import covering_radius
+
+    covering_radius(np.zeros((4, 2), np.float32), np.arange(2))
+
+
+def _plots() -> None:
+    from rcs.report.render import _plt
+
+    _plt()
+
+
+def _slurm() -> None:
+    from rcs.config import SlurmConfig
+    from rcs.launch.settings import make_executor
+
+    make_executor(SlurmConfig(executor="local"), "/tmp/rcs-never-written", "job")
+
+
+@pytest.mark.parametrize("module,extra,call", [("faiss", "cpu", _kcenter),
+                                               ("matplotlib", "plots", _plots),
+                                               ("submitit", "slurm", _slurm)])
+def test_a_missing_optional_package_names_its_extra(monkeypatch, module, extra, call):
+    from rcs.errors import NotAvailableError
+
+    monkeypatch.setitem(sys.modules, module, None)  # `import module` raises ImportError
+    with pytest.raises(NotAvailableError, match=rf"pip install 'rcs-toolkit\[{extra}\]'"):
+        call()

@@ -167,7 +167,9 @@ def require_slurm() -> None:
 
 def make_executor(cfg: SlurmConfig, folder: str | Path, name: str) -> Any:
     """A submitit AutoExecutor for ``cfg`` writing into ``folder`` (``%j`` = the job id)."""
-    import submitit
+    from rcs.utils.optional import require
+
+    submitit = require("submitit", "submitting to SLURM (rcs submit / --slurm)")
 
     if cfg.executor == "slurm":
         require_slurm()

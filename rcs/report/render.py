@@ -71,7 +71,9 @@ def markdown_table(records: list[RunRecord]) -> str:
 
 
 def _plt():
-    import matplotlib
+    from rcs.utils.optional import require
+
+    matplotlib = require("matplotlib", "plots (rcs report / compare / demo)")
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
