@@ -152,3 +152,40 @@ def test_a_missing_optional_package_names_its_extra(monkeypatch, module, extra, 
     monkeypatch.setitem(sys.modules, module, None)  # `import module` raises ImportError
     with pytest.raises(NotAvailableError, match=rf"pip install 'rcs-toolkit\[{extra}\]'"):
         call()
+
+
+def test_declared_dependencies_are_the_ones_imported():
+    """Every core dependency is imported by rcs, every third-party import is declared (core or
+    an extra), the version has one source and the licence file matches the declared one."""
+    import ast
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    module_of = {"pyyaml": "yaml", "pillow": "PIL", "faiss-cpu": "faiss", "faiss-gpu": "faiss",
+                 "pyautoattack": "pyautoattack"}
+
+    def modules(reqs: list[str]) -> set[str]:
+        names = {r.split("[")[0].split(">")[0].split("=")[0].split("<")[0].strip().lower()
+                 for r in reqs}
+        return {module_of.get(n, n.replace("-", "_")) for n in names if n != "rcs-toolkit"}
+
+    core = modules(project["dependencies"])
+    extras = set().union(*(modules(v) for v in project["optional-dependencies"].values()))
+    imported: set[str] = set()
+    for folder in ("rcs", "baselines"):
+        for f in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Import):
+                    imported |= {a.name.split(".")[0] for a in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    imported.add(node.module.split(".")[0])
+    third_party = {m for m in imported - set(sys.stdlib_module_names)
+                   if m not in ("rcs", "baselines")}
+    assert core <= imported, f"declared but never imported: {core - imported}"
+    assert "scipy" in core and "scipy" in imported  # randomized smoothing's Clopper-Pearson
+    # tensorboard comes in through torch.utils.tensorboard; autoattack is the reference repo
+    undeclared = third_party - core - extras - {"autoattack"}
+    assert not undeclared, f"imported but not declared: {undeclared}"
+    assert "version" not in project and "version" in project["dynamic"]
+    assert project["license"] == "MIT"
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
