@@ -169,7 +169,7 @@ def plot_robust_vs_time(records: list[RunRecord], path: Path) -> Path | None:
     plt = _plt()
     colour = colours(records, plt)
     fig, ax = plt.subplots(figsize=(7.6, 4.6), dpi=120)
-    lo, hi, seeds = 100.0, 0.0, []
+    lo, hi, xmax, seeds = 100.0, 0.0, 0.0, []
     for gk, runs in groups([r for r, _, _ in pts]).items():
         label = group_label(runs)
         for mode in MODES:
@@ -183,10 +183,9 @@ def plot_robust_vs_time(records: list[RunRecord], path: Path) -> Path | None:
                         yerr=sy if len(vals) > 1 else None, fmt=MODE_MARKERS[mode],
                         color=colour[gk], ms=7, capsize=3, zorder=3,
                         label=f"{label}, {mode.upper()}")
-            lo, hi = min(lo, y - sy), max(hi, y + sy)
+            lo, hi, xmax = min(lo, y - sy), max(hi, y + sy), max(xmax, x + sx)
     ax.set_ylim(*accuracy_limits(lo, hi))
-    ax.set_xlim(left=0)
-    ax.margins(x=0.1)
+    ax.set_xlim(0, 1.12 * xmax if xmax > 0 else 1.0)  # every point and bar inside
     ax.set_xlabel(f"pretraining time incl. selection ({unit})")
     ax.set_ylabel(f"robust accuracy, {name} (%)")
     ns = eval_sizes(records)
