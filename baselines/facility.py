@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rcs.utils.optional import require
+
 
 @dataclass
 class SparseSimilarity:
@@ -72,7 +74,7 @@ def knn_similarity(x: np.ndarray, knn: int, index: str = "flat", seed: int = 0
     ``'ivfpq'``: approximate, an ``IndexIVFFlat`` with ``nlist = √n`` lists and ``nprobe = 8``
     (product quantisation is too coarse for a neighbour graph), O(n·√n·d) time.
     """
-    import faiss
+    faiss = require("faiss", "the CRAIG facility-location baseline")
 
     x = np.ascontiguousarray(x, dtype=np.float32)
     n, d = x.shape

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from baselines.common import Settings, Timer, candidates, encoder_features, rng_for, trace
 from rcs.selection.base import Coreset, SelectionContext, register_selector
+from rcs.utils.optional import require
 
 
 def kcenter_greedy(x: Tensor, k: int, first: int = 0, block: int = 1 << 16
@@ -64,7 +65,7 @@ def kcenter_greedy(x: Tensor, k: int, first: int = 0, block: int = 1 << 16
 def covering_radius(x: np.ndarray, centers: np.ndarray) -> tuple[float, np.ndarray]:
     """``(max_i min_j ||x_i - x_centers[j]||, nearest centre position of every row)`` with a
     FAISS exact L2 index over the centres. Cost: O(n·k·d) (BLAS), O(n) memory."""
-    import faiss
+    faiss = require("faiss", "the k-center baseline")
 
     x = np.ascontiguousarray(x, dtype=np.float32)
     index = faiss.IndexFlatL2(x.shape[1])

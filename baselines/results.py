@@ -113,8 +113,9 @@ def plot(rows: list[dict[str, Any]], summary: list[dict[str, Any]], path: Path,
     """Robust accuracy (first panel; then one per extra radius) and clean accuracy (last)
     against pretraining time: one faint point per run, and the mean ± std over seeds per
     (selector, fraction) with error bars in both directions."""
-    import matplotlib
+    from rcs.utils.optional import require
 
+    matplotlib = require("matplotlib", "the comparison plot (rcs compare)")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -126,7 +127,14 @@ def plot(rows: list[dict[str, Any]], summary: list[dict[str, Any]], path: Path,
     panels += [(k, f"robust accuracy, PGD-20 @{k[3:]} (%)") for k in extra_keys(rows)]
     panels += [("SA", "clean accuracy (%)")]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
+    from rcs.report.render import accuracy_limits
+
     for ax, (key, label) in zip(axes[0], panels):
+        ys = [value(r, key) for r in rows if value(r, key) is not None]
+        ys += [e[key]["mean"] + sgn * (e[key]["std"] or 0) for e in summary
+               if e.get(key, {}).get("mean") is not None for sgn in (-1, 1)]
+        if ys:  # at least 10 points tall: a one-image gap is not drawn as a cliff
+            ax.set_ylim(*accuracy_limits(min(ys), max(ys)))
         for r in rows:
             if value(r, key) is not None:
                 ax.scatter(r["pretrain_seconds"], value(r, key), color=colors[r["selector"]],

@@ -3,6 +3,8 @@ CIFAR-10-C style corruption files."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -162,8 +164,9 @@ def test_third_party_attack_runs_on_the_exported_classifier():
         assert torch.allclose(clf(x), model.eval().logits(x, "pgd"), atol=1e-5)
 
 
-@pytest.mark.skipif(not autoattack_available(), reason="AutoAttack package not installed "
-                    "(pip install 'rcs-toolkit[autoattack]')")
+@pytest.mark.skipif(not autoattack_available() and not os.environ.get("CI"),
+                    reason="AutoAttack package not installed (pip install "
+                    "'rcs-toolkit[autoattack]'; CI installs it with the dev extra and runs this)")
 def test_autoattack_bridge_on_a_non_robust_model(trained):
     model, test = trained
     cfg = EvalConfig(autoattack_n_ex=24, batch_size=64)
@@ -173,6 +176,21 @@ def test_autoattack_bridge_on_a_non_robust_model(trained):
     assert aa["max_perturbation"] <= EPS + 1e-5
     assert aa["accuracy"] <= aa["clean_accuracy"]
     assert aa["accuracy"] < 0.25 * aa["clean_accuracy"]
+    # in chunks, with a progress line and a time estimate after each: the same measurement
+    from rcs.data.augment import to_float
+    from rcs.evaluate.autoattack import autoattack_accuracy
+
+    x, y = test.get_batch(np.arange(24))
+    x = to_float(x)
+    lines: list[str] = []
+    again = autoattack_accuracy(model, x, y, eps=EPS, batch_size=8, chunk=8, seed=cfg.seed,
+                                log=lines.append)
+    assert [ln.split(" images")[0] for ln in lines] == [
+        "[eval] autoattack 8/24", "[eval] autoattack 16/24", "[eval] autoattack 24/24"]
+    assert all("s left" in ln and "robust" in ln for ln in lines)
+    assert again["n"] == 24 and again["clean_accuracy"] == aa["clean_accuracy"]
+    assert again["max_perturbation"] <= EPS + 1e-5
+    assert again["accuracy"] < 0.25 * again["clean_accuracy"]
 
 
 def test_missing_autoattack_is_a_message_not_a_crash(trained, monkeypatch):

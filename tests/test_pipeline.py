@@ -72,8 +72,9 @@ def test_finetune_writes_classifier_and_results(runs):
     assert 0.0 <= ev["pgd20"]["accuracy"] <= 1.0 and ev["clean"]["n"] == 24
     assert res["headline"]["SA"] == pytest.approx(100 * ev["clean"]["accuracy"])
     assert (ft / "slf" / "classifier.pt").is_file() and (ft / "results.md").is_file()
-    lines = (ft / "slf" / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
+    recs = [json.loads(x) for x in (ft / "slf" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in recs if r["event"] == "epoch"] == [1, 2]
+    assert recs[-1]["event"] == "eval" and recs[-1]["SA"] == res["headline"]["SA"]
 
 
 def test_eval_cli_with_corruptions_and_missing_autoattack(runs, tmp_path, monkeypatch, capsys):

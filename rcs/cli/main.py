@@ -1,5 +1,8 @@
 """The ``rcs`` command: parses arguments and dispatches to one module per sub-command.
 
+Every command takes ``--threads N`` (or ``RCS_THREADS``) and prints its thread count in a
+header line on stderr before it starts.
+
 Errors raised on purpose (``rcs.errors.RCSError``) are printed as one clear line without a
 traceback and exit with status 2; ``RCS_DEBUG=1`` shows the traceback.
 """
@@ -19,6 +22,8 @@ COMMANDS = {
     "select": ("rcs.cli.select", "compute a coreset (RCS or a baseline) from a checkpoint"),
     "finetune": ("rcs.cli.finetune", "fine-tune a pretrained encoder (SLF / ALF / AFF)"),
     "eval": ("rcs.cli.evaluate", "evaluate a classifier: clean, PGD-20, AutoAttack, corruptions"),
+    "export": ("rcs.cli.export", "write an encoder or classifier as state_dict + safetensors + "
+                                 "JSON sidecar"),
     "submit": ("rcs.cli.submit", "send a train/select/finetune/eval job to SLURM via submitit"),
     "report": ("rcs.cli.report", "collect results of runs into a table and plots"),
     "compare": ("rcs.cli.compare", "compare selectors at an equal budget (pretrain, SLF, PGD-20)"),
@@ -54,19 +59,45 @@ def add_config_args(p: argparse.ArgumentParser, config_required: bool = False) -
                    help="auto | cpu | cuda | cuda:N (overrides the config's device)")
 
 
+def add_threads_arg(p: argparse.ArgumentParser) -> None:
+    """``--threads N``: torch CPU threads of this process (see :func:`rcs.utils.threads`)."""
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads of this process (default: $RCS_THREADS, else "
+                        "$OMP_NUM_THREADS, else every core this process may use). Running "
+                        "several rcs processes on one machine, give each cores/processes")
+
+
+def catalog_text() -> str:
+    """The pretraining methods (``--method``) and coreset selectors (``--selector``), wrapped."""
+    from rcs.methods.base import method_names
+    from rcs.selection.base import SELECTORS, _load_plugins
+
+    _load_plugins()
+    wrap = textwrap.TextWrapper(width=96, initial_indent="  ", subsequent_indent="  ")
+    return ("pretraining methods (rcs train --method / train.method; `rcs train --help` gives "
+            "references):\n" + wrap.fill(", ".join(method_names())) + "\n"
+            "coreset selectors (rcs train|select --selector / selection.method):\n"
+            + wrap.fill(", ".join(sorted(SELECTORS))) + "\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rcs",
         description="rcs: robustness-aware coreset selection for fast adversarial contrastive "
-                    "pretraining (select, train, fine-tune, evaluate, launch on SLURM).",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
+                    "pretraining (select, train, fine-tune, evaluate, export, launch on SLURM).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=catalog_text() + "\n" + EPILOG)
     parser.add_argument("--version", action="version", version=f"rcs {__version__}")
+    parser.add_argument("--threads", type=int, default=None, metavar="N", dest="threads_all",
+                        help="CPU threads (also an option of every command; default "
+                             "$RCS_THREADS, else $OMP_NUM_THREADS, else all cores)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         mod = importlib.import_module(module)
         p = sub.add_parser(name, help=help_text, description=textwrap.dedent(
             mod.__doc__ or help_text), formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
+        add_threads_arg(p)
         if name in LAUNCHABLE:  # the `--slurm` option set: submit instead of running here
             from rcs.launch.cli import add_slurm_args
 
@@ -105,6 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     _show_warnings(args.command)
     try:
+        from rcs.utils.threads import configure_threads, threads_header
+
+        threads = getattr(args, "threads", None)
+        configure_threads(threads if threads is not None else args.threads_all)
+        if args.command != "config":  # `rcs config show` prints YAML only
+            print(f"[rcs {args.command}] {threads_header()}", file=sys.stderr)
         result = None
         if args.command in LAUNCHABLE:
             from rcs.launch.cli import dispatch

@@ -4,7 +4,7 @@ The model and data settings come from the checkpoint's saved config unless --con
 --set overrides either. The validation split U (data.val_fraction) is never selectable.
 
   rcs select --checkpoint runs/x/checkpoint.pt --fraction 0.2 --out coreset.npz
-  rcs select --checkpoint runs/x/checkpoint.pt --method random --fraction 0.1 --out rand.npz
+  rcs select --checkpoint runs/x/checkpoint.pt --selector random --fraction 0.1 --out rand.npz
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", "-s", dest="overrides", action="append", default=[],
                    metavar="KEY=VALUE",
                    help="override a config key, e.g. --set selection.rounds=10")
-    p.add_argument("--method", default=None,
+    p.add_argument("--selector", default=None,
                    help="selector name (sets selection.method; default rcs): rcs | random | full "
-                        "| the baselines")
+                        "| the baselines (`rcs --help` lists them)")
+    p.add_argument("--method", default=None, metavar="SELECTOR",
+                   help="deprecated alias of --selector (prints a warning)")
     p.add_argument("--fraction", type=float, default=None, help="coreset fraction k in (0, 1]")
     p.add_argument("--out", required=True, help="output coreset file (.npz; a .json goes beside)")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
@@ -31,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import sys
+    import time
 
     import numpy as np
 
@@ -43,10 +47,20 @@ def run(args: argparse.Namespace) -> int:
     from rcs.selection.base import SelectionContext, build_selector
     from rcs.train.checkpoint import load_checkpoint, load_state_dict_strict
     from rcs.utils.device import resolve_device
+    from rcs.utils.metrics import MetricsLogger, coreset_fields
 
+    if args.method is not None:
+        if args.selector is not None and args.selector != args.method:
+            from rcs.errors import ConfigError
+
+            raise ConfigError(f"--selector {args.selector} and --method {args.method} disagree; "
+                              "use --selector only (--method is its deprecated old name)")
+        print("rcs select: warning: --method is deprecated and will be removed; use --selector "
+              "(as `rcs train` does)", file=sys.stderr)
+        args.selector = args.selector or args.method
     state = load_checkpoint(args.checkpoint)
     _check_pretraining(state, args.checkpoint, args.config)
-    extra = [f"selection.method={args.method or 'rcs'}"]
+    extra = [f"selection.method={args.selector or 'rcs'}"]
     if args.fraction is not None:
         extra.append(f"selection.fraction={args.fraction}")
     if args.device:
@@ -67,9 +81,17 @@ def run(args: argparse.Namespace) -> int:
                            fraction=cfg.selection.fraction,
                            seed=cfg.seed + cfg.selection.seed, model=model,
                            augment=Augment(cfg.augment), device=device, cfg=cfg, epoch=args.epoch)
+    t0 = time.perf_counter()
     coreset = selector.select(ctx)
+    seconds = time.perf_counter() - t0
     coreset.meta["checkpoint"] = str(args.checkpoint)
     path = coreset.save(args.out)
+    log_path = path.with_name(path.stem + ".metrics.jsonl")
+    logger = MetricsLogger.from_config(log_path, cfg, run_name=f"{cfg.name}-select-{path.stem}")
+    logger.log(event="selection", epoch=args.epoch, method=selector.name, size=len(coreset),
+               seconds=seconds, timings=coreset.meta.get("timings", {}),
+               **coreset_fields(coreset, dataset))
+    logger.close()
     rows = [{"selector": cfg.selection.method, "size": len(coreset),
              "fraction": len(coreset) / len(candidates), "candidates": len(candidates),
              "val": len(val)} | {f"t_{k}": v for k, v in coreset.meta.get("timings", {}).items()}]
@@ -78,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
         hist = np.bincount(np.asarray(dataset.labels)[coreset.indices],
                            minlength=dataset.num_classes)
         print("class histogram: " + " ".join(f"{c}:{n}" for c, n in enumerate(hist)))
-    print(f"coreset written to {path} (+ {path.with_suffix('.json').name})")
+    print(f"coreset written to {path} (+ {path.with_suffix('.json').name}); metrics in "
+          f"{log_path.name}")
     return 0
 
 

@@ -14,6 +14,7 @@ from rcs.config.schema import (
     DataConfig,
     EvalConfig,
     FinetuneConfig,
+    LogConfig,
     ModelConfig,
     RunConfig,
     SelectionConfig,
@@ -22,7 +23,7 @@ from rcs.config.schema import (
 )
 
 __all__ = [
-    "AttackConfig", "AugmentConfig", "DataConfig", "EvalConfig", "FinetuneConfig", "ModelConfig",
-    "RunConfig", "SelectionConfig", "SlurmConfig", "TrainConfig", "apply_overrides",
+    "AttackConfig", "AugmentConfig", "DataConfig", "EvalConfig", "FinetuneConfig", "LogConfig",
+    "ModelConfig", "RunConfig", "SelectionConfig", "SlurmConfig", "TrainConfig", "apply_overrides",
     "describe_config", "from_dict", "load_config", "save_config", "to_dict",
 ]

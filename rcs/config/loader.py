@@ -3,7 +3,9 @@
 ``load_config("configs/x.yaml", ["train.epochs=5"])`` reads the YAML with ``yaml.safe_load``,
 applies the overrides, builds the dataclasses (checking every key and type) and validates.
 Numbers may be written as fractions (``eps: 8/255``). A config may name a parent with
-``base: other.yaml`` (relative to itself); the child's keys win.
+``base: other.yaml`` (relative to itself); the child's keys win. ``path`` may also be the name
+of a shipped config (``cifar10_acl_rcs``, ``tiny/cifar10_acl_rcs``), and relative input paths
+in a file (``data.root``, ``data.cache_dir``, ``eval.corruptions_root``) are relative to it.
 """
 
 from __future__ import annotations
@@ -193,19 +195,53 @@ def read_yaml_mapping(path: Path, what: str, expected: str, allow_empty: bool = 
     return data
 
 
+RELATIVE_PATH_KEYS = (("data", "root"), ("data", "cache_dir"), ("eval", "corruptions_root"))
+"""Keys holding input paths: a relative value in a config file is taken relative to the folder
+of that file (as ``base:``), so a config works from any working directory. Values given with
+``--set`` stay relative to the working directory."""
+
+
+def _anchor_paths(data: dict[str, Any], folder: Path) -> None:
+    for section, key in RELATIVE_PATH_KEYS:
+        sec = data.get(section)
+        value = sec.get(key) if isinstance(sec, dict) else None
+        if isinstance(value, str) and value.strip():
+            p = Path(value).expanduser()
+            if not p.is_absolute():
+                sec[key] = str((folder / p).resolve())
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """``path`` if it is a file, else the shipped config of that name (``cifar10_acl_rcs``,
+    ``tiny/cifar10_acl_rcs``; see :mod:`rcs.config.resources`); ConfigError listing them."""
+    from rcs.config.resources import configs_dir, find_config, list_configs
+
+    p = Path(path)
+    if p.is_file():
+        return p
+    found = find_config(path)
+    if found is not None:
+        return found
+    names = [n for n, _ in list_configs()]
+    where = configs_dir()
+    raise ConfigError(
+        f"config file '{path}' not found, and no shipped config has that name."
+        + (f" Shipped configs ({where}; `rcs config list`): {', '.join(names)}" if names
+           else ""))
+
+
 def read_yaml(path: str | Path, _child: Path | None = None) -> dict[str, Any]:
-    """Read a config file (following ``base:``) into a plain dict, with clear errors."""
+    """Read a config file or shipped config name (following ``base:``) into a plain dict, with
+    clear errors; relative input paths (:data:`RELATIVE_PATH_KEYS`) become absolute, taken
+    from the folder of the file that sets them."""
     path = Path(path)
     if _child is not None and not path.is_file():
         raise ConfigError(f"config file '{_child}' names base: {path.name}, but '{path}' does not "
                           "exist (base: is relative to the folder of the config that names it)")
-    if not path.is_file():
-        configs = Path(__file__).resolve().parents[2] / "configs"
-        avail = sorted(p.name for p in configs.glob("*.yaml")) if configs.is_dir() else []
-        raise ConfigError(f"config file '{path}' not found."
-                          + (f" Configs shipped in {configs}: {', '.join(avail)}" if avail else ""))
+    path = resolve_config_path(path)
     data = read_yaml_mapping(path, "config file", "a mapping at the top level", allow_empty=False)
     base = data.pop("base", None)
+    _anchor_paths(data, path.resolve().parent)
     if base:
         if not isinstance(base, str):
             raise ConfigError(f"config file '{path}': base: must be a file name, got {base!r}")

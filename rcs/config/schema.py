@@ -44,6 +44,7 @@ class DataConfig:
     num_classes: int = 10
     """Classes of the synthetic dataset (the readers take it from the files)."""
     image_size: int = 32
+    """Side in pixels of the synthetic images (the readers take it from the files)."""
     download: bool = False
     """Download CIFAR-10/100 or STL-10 from the official URL (MD5-checked) when missing."""
     cache_dir: str = ""
@@ -74,12 +75,17 @@ class AugmentConfig:
     crop_scale: tuple[float, float] = (0.08, 1.0)
     """RandomResizedCrop area range at strength 1; ACL/DynACL use (1 - 0.9 s, 1) = (0.1, 1)."""
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    """RandomResizedCrop aspect-ratio range (min, max)."""
     flip_prob: float = 0.5
+    """Probability of a horizontal flip."""
     jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
     """Brightness, contrast, saturation, hue jitter at strength 1."""
     jitter_prob: float = 0.8
+    """Probability of applying the colour jitter (times strength)."""
     grayscale_prob: float = 0.2
+    """Probability of converting a view to grayscale (times strength)."""
     strength: float = 1.0
+    """Augmentation strength s in [0, 1] (DynACL anneals it; 1 = full ACL strength)."""
     dynacl_crop: bool = True
     """Crop scale is (1 - 0.9 s, 1) as in ACL/DynACL (overrides ``crop_scale`` when True)."""
     interpolation: str = "bilinear"
@@ -97,10 +103,18 @@ class AugmentConfig:
         _check(self.crop_padding >= 0, f"augment.crop_padding={self.crop_padding} must be >= 0")
 
 
+ARCH_NAMES = ("resnet18", "resnet34", "resnet50", "wrn28_10", "wrn")
+"""The built-in encoders; ``model.arch`` may also name a factory by dotted path."""
+
+
 @dataclass
 class ModelConfig:
+    """The encoder, its BN branches and the projection head."""
+
     arch: str = "resnet18"
-    """resnet18 | resnet34 | resnet50 | wrn28_10 | wrn (set depth/widen)"""
+    """resnet18 | resnet34 | resnet50 | wrn28_10 | wrn (set depth/widen) | a factory by dotted
+    path, 'package.module:function', returning any nn.Module whose output is the feature vector
+    (its BatchNorms become multi-BN; see rcs.models.external)"""
     width: int = 64
     """Channels of the first stage (64 = standard); small values make tiny test models."""
     blocks: list[int] = field(default_factory=list)
@@ -118,13 +132,18 @@ class ModelConfig:
     head_hidden: int = 0
     """Hidden width of the head; 0 = the head's default (the feature dim; rocl 2048, byol 4096)."""
     bn_names: list[str] = field(default_factory=lambda: ["normal", "pgd"])
+    """BN branches of every multi-BN layer (clean views 'normal', adversarial views 'pgd'; AdvCL
+    adds 'pgd_ce'; single-BN methods use ['normal'])."""
     normalize: str = "imagenet"
     """Input normalisation inside the model: imagenet | cifar10 | none"""
     num_classes: int = 10
     """Size of the classifier for SAT pretraining and fine-tuning."""
 
     def validate(self) -> None:
-        _in("model.arch", self.arch, ("resnet18", "resnet34", "resnet50", "wrn28_10", "wrn"))
+        _check(self.arch in ARCH_NAMES or ((":" in self.arch or "." in self.arch)
+                                           and " " not in self.arch),
+               f"model.arch={self.arch!r} is not one of {', '.join(ARCH_NAMES)}, nor a factory "
+               "by dotted path such as 'mypkg.nets:resnet18' (see rcs.models.external)")
         _in("model.head", self.head, ("acl3", "mlp2", "advcl", "rocl", "byol", "none"))
         _check(self.head_hidden >= 0, "model.head_hidden must be >= 0 (0 = the head's default)")
         _in("model.normalize", self.normalize, ("imagenet", "cifar10", "none"))
@@ -140,9 +159,13 @@ class AttackConfig:
     """L-inf PGD settings (pixel space [0, 1]); accepts fractions like '8/255' in YAML."""
 
     eps: float = EPS_8
+    """L-inf radius ε in [0, 1] pixel units (8/255)."""
     alpha: float = ALPHA_2
+    """PGD step size (2/255)."""
     steps: int = 5
+    """PGD steps (0 = no attack: the clean images)."""
     random_start: bool = True
+    """Start from a uniform random point in the ε-ball (else from the clean image)."""
 
     def validate(self, where: str = "attack") -> None:
         for name in ("eps", "alpha"):
@@ -159,11 +182,14 @@ class AttackConfig:
 
 @dataclass
 class TrainConfig:
+    """Pretraining: method, optimisation, schedule, attack, method settings, checkpoints."""
+
     method: str = "acl"
     """acl | dynacl | air | dynacl_air | sat | advcl | rocl | byorl | tikhonov | clae | ifm | hcl |
     mochi | aacl | arocl | adco | caco | rush (see `rcs train --help` for references; methods
     registered by user code work too)"""
     epochs: int = 1000
+    """Pretraining epochs (full-data warm-up epochs included)."""
     batch_size: int = 512
     """Global batch: all DDP ranks together (the published 512). Each of W ranks trains
     batch_size / W images per step (W must divide it); the contrastive negatives of a step are
@@ -171,10 +197,15 @@ class TrainConfig:
     optimizer: str = "lars"
     """lars | sgd"""
     lr: float = 5.0
+    """Peak learning rate after the warm-up (published LARS 5.0 at batch 512)."""
     weight_decay: float = 1e-6
+    """Weight decay of the optimizer."""
     momentum: float = 0.9
+    """Momentum of the optimizer."""
     nesterov: bool = False
+    """Nesterov momentum (optimizer sgd; needs momentum > 0)."""
     trust_coef: float = 1e-3
+    """LARS trust coefficient η: local lr = η ||w|| / (||g|| + wd ||w||)."""
     lr_schedule: str = "epoch"
     """epoch (published): linear lr warm-up over lr_warmup_epochs, then cosine to min_lr, as a
     function of epochs done, advanced per step, so a coreset epoch spans the same stretch of the
@@ -186,9 +217,12 @@ class TrainConfig:
     min_lr: float = 1e-6
     """The cosine ends at this rate after train.epochs."""
     temperature: float = 0.5
+    """Temperature of the contrastive (NT-Xent) loss."""
     attack: AttackConfig = field(default_factory=AttackConfig)
     air_lambda1: float = 0.5
+    """AIR: weight λ1 of the standard invariant regulariser (SIR)."""
     air_lambda2: float = 0.5
+    """AIR: weight λ2 of the adversarial invariant regulariser (AIR)."""
     air_variant: str = "faithful"
     """faithful (default: the published AIR code's regularisers, probabilities passed where
     log-probabilities are expected; what the published numbers come from) | corrected (true KL
@@ -286,8 +320,11 @@ class TrainConfig:
     amp: str = "auto"
     """auto (bf16 on GPU, off on CPU) | bf16 | off"""
     channels_last: bool = True
+    """Run the model in channels_last memory format (faster convolutions on GPU)."""
     compile: bool = False
+    """Wrap the training forward in torch.compile."""
     grad_clip: float = 0.0
+    """Clip the global gradient norm to this value (0 = off)."""
     checkpoint_every: int = 1
     """Epochs between checkpoints (a checkpoint is also written on SIGTERM/SIGUSR1)."""
     checkpoint_every_steps: int = 0
@@ -382,7 +419,10 @@ class SelectionConfig:
     the gradient pass, the dominant cost, proportionally (bench/select_quality.py measures what
     it keeps of exact greedy's benefit)."""
     train_attack_steps: int = 1
+    """PGD steps of the attack on each candidate's views before its gradient is taken (the
+    published scripts' --pgd_iter; rcs default 1)."""
     val_attack_steps: int = 3
+    """PGD steps of the RD attack on the validation set U (published --Coreset_pgd_iter 3)."""
     val_attack_start: str = "uniform"
     """Random start of the RD attack on U: uniform (δ0 ~ U(-eps, eps), the published CIFAR code)
     | trades (x + 0.001·N(0, 1), the published ImageNet-32 ACL and SAT code)."""
@@ -410,6 +450,7 @@ class SelectionConfig:
     the dataset has labels: random draws that share per class; RCS (sample granularity) takes
     the best-gain samples of each class up to its quota."""
     seed: int = 0
+    """Added to the run seed for the selection's random draws (pool, random selector, attacks)."""
 
     def validate(self) -> None:
         _check(0.0 < self.fraction <= 1.0,
@@ -456,7 +497,9 @@ class FinetuneModeConfig:
     """Epochs after which the lr is multiplied by 0.1 (null = protocol: 10,20 / 15,20 / 40,60;
     DynACL's AFF on STL-10 at 96 px 10,20)."""
     weight_decay: float = 2e-4
+    """SGD weight decay (published 2e-4)."""
     momentum: float = 0.9
+    """SGD momentum (published 0.9)."""
 
     def validate(self, where: str) -> None:
         _check(self.epochs is None or self.epochs > 0, f"{where}.epochs must be > 0")
@@ -498,6 +541,7 @@ class FinetuneConfig:
     """Share of the labelled training split used (1.0, 0.1, 0.01 in the label-efficiency
     experiments): round(fraction * N) images, class-balanced, drawn with finetune.seed."""
     seed: int = 0
+    """Seed of fine-tuning: batch order, augmentation, attack starts, label subset."""
 
     def validate(self) -> None:
         for m in self.modes:
@@ -524,6 +568,8 @@ CORRUPTIONS = (
 
 @dataclass
 class EvalConfig:
+    """Evaluation of a classifier: clean, PGD-20, AutoAttack, corruptions, smoothing."""
+
     attacks: list[str] = field(default_factory=lambda: ["clean", "pgd20"])
     """clean | pgd20 | autoattack | corruptions | smoothing"""
     pgd: AttackConfig = field(default_factory=lambda: AttackConfig(steps=20))
@@ -539,9 +585,11 @@ class EvalConfig:
     corruptions: list[str] = field(default_factory=list)
     """Corruptions to evaluate (empty = the 15 standard ones)."""
     severities: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    """Corruption severities evaluated (1..5)."""
     corruptions_n_ex: int = 0
     """Images per corruption and severity (0 = all, 10,000 for CIFAR-10-C)."""
     batch_size: int = 256
+    """Images per evaluation batch (clean, PGD, AutoAttack, corruptions)."""
     seed: int = 1
     """Seed of the PGD random starts (the ACL code seeds 1 before its test loop)."""
     smoothing_sigma: float = 0.25
@@ -662,13 +710,45 @@ class SlurmConfig:
                    "'--exclusive' or '--mail-type=END'")
 
 
+LOGGERS = ("jsonl", "csv", "tensorboard", "wandb")
+
+
+@dataclass
+class LogConfig:
+    """Where run metrics go: metrics.jsonl always, plus the loggers listed here."""
+
+    loggers: list[str] = field(default_factory=lambda: ["jsonl"])
+    """Any of jsonl (always on) | csv (<run>/csv/<event>.csv) | tensorboard (<run>/tb; needs the
+    tensorboard package) | wandb (<run>/wandb; needs wandb), for pretraining, selection and
+    fine-tuning alike."""
+    wandb_project: str = "rcs"
+    """W&B project the runs are logged to."""
+    wandb_entity: str = ""
+    """W&B entity (team or user); empty: your default."""
+    wandb_group: str = ""
+    """W&B group of the runs (e.g. a sweep's name); empty: none."""
+    wandb_mode: str = "offline"
+    """offline (default: no network; upload later with `wandb sync <run>/wandb/offline-run-*`) |
+    online | disabled."""
+    wandb_dir: str = ""
+    """Folder in which W&B makes its wandb/ folder; empty: the run folder (<run>/wandb)."""
+
+    def validate(self) -> None:
+        for n in self.loggers:
+            _in("log.loggers entry", n, LOGGERS)
+        _in("log.wandb_mode", self.wandb_mode, ("offline", "online", "disabled"))
+
+
 @dataclass
 class RunConfig:
     """A whole job: data, model, training, selection, fine-tuning, evaluation, launching."""
 
     name: str = "run"
+    """Name of the run (reports, W&B, SLURM job names)."""
     out_dir: str = "runs/run"
+    """Run folder: config.yaml, metrics.jsonl, checkpoint.pt, coresets/, summary.json."""
     seed: int = 0
+    """Seed of everything random in the run (data split, batch order, augmentation, attacks)."""
     device: str = "auto"
     """auto | cpu | cuda | cuda:N"""
     data: DataConfig = field(default_factory=DataConfig)
@@ -679,6 +759,8 @@ class RunConfig:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    """Metric loggers (jsonl, csv, tensorboard, wandb)."""
 
     def validate(self) -> RunConfig:
         _check(bool(self.out_dir), "out_dir must not be empty")
@@ -686,7 +768,7 @@ class RunConfig:
                f"device={self.device!r} is not one of auto, cpu, cuda, cuda:N, mps "
                "(e.g. --set device=cuda:0)")
         for section in ("data", "augment", "model", "train", "selection", "finetune", "eval",
-                        "slurm"):
+                        "slurm", "log"):
             getattr(self, section).validate()
         if self.selection.candidate_batch == 0:  # resolved here, so the saved config shows it
             self.selection.candidate_batch = self.train.batch_size

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
 from rcs.errors import NotAvailableError
+from rcs.utils.progress import bar
 
 PACKAGES = ("autoattack", "pyautoattack")
 INSTALL_HINT = ("AutoAttack is not installed: `pip install 'rcs-toolkit[autoattack]'` (PyPI "
@@ -65,30 +68,53 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: in
 def autoattack_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 8 / 255,
                         norm: str = "Linf", version: str = "standard", batch_size: int = 128,
                         device: torch.device | str = "cpu", seed: int = 0,
-                        log_path: str | None = None) -> dict[str, Any]:
+                        log_path: str | None = None, chunk: int = 0,
+                        log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """AutoAttack robust accuracy of ``model`` on ``x`` ([0, 1] NCHW) with labels ``y``.
 
+    The images go through AutoAttack in chunks of ``chunk`` (default ``4 * batch_size``; every
+    image is attacked on its own, so the chunking does not change what is measured), with a
+    progress bar and, through ``log``, one line per chunk with the images done, the robust
+    accuracy so far, the time spent and an estimate of the time left.
+
     Returns ``{'accuracy', 'clean_accuracy', 'correct', 'n', 'eps', 'norm', 'version',
-    'package', 'max_perturbation'}``. The model is evaluated in eval mode.
+    'package', 'max_perturbation', 'seconds'}``. The model is evaluated in eval mode.
     """
     cls, package = find_autoattack()
     device = torch.device(device)
     model.eval()
     run = cls.run_standard_evaluation
-    params = inspect.signature(run).parameters
-    if "bs" in params:  # the reference repository's API
+    reference_api = "bs" in inspect.signature(run).parameters  # else pyautoattack's API
+    if reference_api:
         adversary = cls(model, norm=norm, eps=eps, version=version, seed=seed,
                         device=str(device), log_path=log_path)
-        out = adversary.run_standard_evaluation(x, y, bs=batch_size)
-    else:  # pyautoattack: keyword-only arguments, returns (x_adv, y_adv)
+    else:
         adversary = cls(model, norm=norm, eps=eps, version=version, seed=seed, device=device)
-        out = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
-    x_adv = out[0] if isinstance(out, tuple) else out
-    x_adv = x_adv.to(x.device)
-    max_pert = float((x_adv - x).abs().amax()) if len(x) else 0.0
-    correct = _accuracy(model, x_adv, y, batch_size, device)
-    clean = _accuracy(model, x, y, batch_size, device)
     n = len(y)
+    chunk = chunk or 4 * batch_size
+    correct = clean = 0
+    max_pert = 0.0
+    t0 = time.perf_counter()
+    pbar = bar(n, desc=f"autoattack ({version})", unit="img")
+    for s in range(0, n, chunk):
+        xc, yc = x[s:s + chunk], y[s:s + chunk]
+        if reference_api:
+            out = adversary.run_standard_evaluation(xc, yc, bs=batch_size)
+        else:
+            out = adversary.run_standard_evaluation(xc, yc, batch_size=batch_size)
+        x_adv = (out[0] if isinstance(out, tuple) else out).to(x.device)
+        max_pert = max(max_pert, float((x_adv - xc).abs().amax()) if len(xc) else 0.0)
+        correct += _accuracy(model, x_adv, yc, batch_size, device)
+        clean += _accuracy(model, xc, yc, batch_size, device)
+        done = min(n, s + chunk)
+        pbar.update(len(yc))
+        pbar.set_postfix(robust=f"{100 * correct / done:.1f}%")
+        if log is not None:
+            spent = time.perf_counter() - t0
+            log(f"[eval] autoattack {done}/{n} images: robust {100 * correct / done:.2f}% so "
+                f"far, {spent:.0f} s spent, ~{spent / done * (n - done):.0f} s left")
+    pbar.close()
     return {"accuracy": correct / max(n, 1), "clean_accuracy": clean / max(n, 1),
             "correct": correct, "n": n, "eps": eps, "norm": norm, "version": version,
-            "package": package, "max_perturbation": max_pert}
+            "package": package, "max_perturbation": max_pert,
+            "seconds": time.perf_counter() - t0}

@@ -111,7 +111,7 @@ def _autoattack(model: nn.Module, test_set: ImageDataset, cfg: EvalConfig,
         return autoattack_accuracy(model, to_float(x), y, eps=cfg.pgd.eps,
                                    version=cfg.autoattack_version,
                                    batch_size=min(cfg.batch_size, 128) if n else 1,
-                                   device=device, seed=cfg.seed)
+                                   device=device, seed=cfg.seed, log=log)
     except NotAvailableError as e:
         log(f"[eval] autoattack skipped: {e}")
         return {"available": False, "message": str(e)}

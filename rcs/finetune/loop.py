@@ -136,6 +136,7 @@ def fit(step: StepFn, modules: dict[str, nn.Module], settings: ModeSettings,
                 state, state_path, stop, first, start_batch, partial)
     finally:
         stop.restore()
+        logger.close()
     return result
 
 

@@ -36,6 +36,7 @@ from rcs.finetune.protocol import MODES, resolve_mode
 from rcs.train import run_guard
 from rcs.utils.atomic import atomic_write_text
 from rcs.utils.device import resolve_device
+from rcs.utils.metrics import MetricsLogger, use_loggers
 
 
 def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
@@ -214,12 +215,13 @@ def _run_modes(pre: Pretrained, cfg: RunConfig, modes: list[str], out: Path,
         log(f"[finetune] {mode.upper()} on {train_set.name} ({len(indices)} images, "
             f"{num_classes} classes): {settings.epochs} epochs, lr {settings.lr}, batch "
             f"{settings.batch_size}, milestones {list(settings.milestones)} -> {mdir}")
-        if mode == "aff":
-            clf, fit, _ = finetune_aff(pre, cfg, settings, train_set, indices, num_classes,
-                                       device, mdir, resume)
-        else:
-            clf, fit = finetune_linear(pre, cfg, settings, train_set, indices, num_classes,
-                                       device, mdir, resume)
+        with use_loggers(cfg, run_name=f"{cfg.name}-finetune-{mode}"):
+            if mode == "aff":
+                clf, fit, _ = finetune_aff(pre, cfg, settings, train_set, indices, num_classes,
+                                           device, mdir, resume)
+            else:
+                clf, fit = finetune_linear(pre, cfg, settings, train_set, indices, num_classes,
+                                           device, mdir, resume)
         res: dict[str, Any] = {
             "mode": mode, "dataset": cfg.data.name, "train_split": train_set.name,
             "label_fraction": fraction, "n_train": len(indices), "num_classes": num_classes,
@@ -233,6 +235,10 @@ def _run_modes(pre: Pretrained, cfg: RunConfig, modes: list[str], out: Path,
         if attacks:
             res["eval"] = evaluate(clf, test_set, cfg.eval, attacks, device, log=log)
             res["headline"] = headline(res["eval"])
+            logger = MetricsLogger.from_config(mdir / "metrics.jsonl", cfg,
+                                               run_name=f"{cfg.name}-eval-{mode}")
+            logger.log(event="eval", mode=mode, **res["headline"], results=res["eval"])
+            logger.close()
         atomic_write_text(mdir / "results.json",
                           json.dumps(res, indent=2, sort_keys=True, default=str))
         all_results[mode] = res

@@ -197,6 +197,9 @@ def submit_cli(command: str, argv: list[str], log: Any = print) -> int:
 def submit(command: str, argv: list[str], log: Any = print) -> tuple[Plan, list[Any], bool]:
     """Check and submit ``rcs <command> <argv>`` (SLURM options included); returns the plan,
     the submitit jobs and whether --wait was given."""
+    from rcs.utils.optional import require
+
+    require("submitit", "submitting to SLURM (rcs submit / --slurm)")
     from rcs.cli.main import build_parser
     from rcs.launch.job import RcsJob
     from rcs.launch.submit import describe, job_info, submit_jobs, write_manifest

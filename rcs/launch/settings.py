@@ -19,15 +19,18 @@ from rcs.config.schema import SlurmConfig
 from rcs.errors import ConfigError
 from rcs.launch.errors import LaunchError
 
-REPO = Path(__file__).resolve().parents[2]
 LIST_KEYS = ("extra_sbatch", "setup")
 
 
 def profile_dirs() -> list[Path]:
     """Folders searched for ``<name>.yaml``: $RCS_SLURM_PROFILES (``:``-separated), then
-    ``./slurm/profiles`` and the profiles shipped beside the package."""
+    ``./slurm/profiles`` and the profiles shipped with the package (package data in a wheel,
+    ``slurm/profiles`` in a checkout)."""
     dirs = [Path(p) for p in os.environ.get("RCS_SLURM_PROFILES", "").split(os.pathsep) if p]
-    dirs += [Path.cwd() / "slurm" / "profiles", REPO / "slurm" / "profiles"]
+    from rcs.config.resources import profiles_dir
+
+    shipped = profiles_dir()
+    dirs += [Path.cwd() / "slurm" / "profiles", *([shipped] if shipped else [])]
     out: list[Path] = []
     for d in dirs:
         if d.is_dir() and d.resolve() not in [o.resolve() for o in out]:
@@ -164,7 +167,9 @@ def require_slurm() -> None:
 
 def make_executor(cfg: SlurmConfig, folder: str | Path, name: str) -> Any:
     """A submitit AutoExecutor for ``cfg`` writing into ``folder`` (``%j`` = the job id)."""
-    import submitit
+    from rcs.utils.optional import require
+
+    submitit = require("submitit", "submitting to SLURM (rcs submit / --slurm)")
 
     if cfg.executor == "slurm":
         require_slurm()

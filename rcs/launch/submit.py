@@ -147,6 +147,9 @@ def submit_array(fn: Callable[..., Any], arg_tuples: Sequence[tuple], slurm: Slu
     task is requeued and calls ``fn`` again with the same arguments."""
     import dataclasses
 
+    from rcs.utils.optional import require
+
+    require("submitit", "running jobs on SLURM")
     from rcs.launch.job import CallJob
 
     one = dataclasses.replace(slurm, nodes=1, tasks_per_node=1,

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from rcs.attacks import attack_mode
+from rcs.utils.optional import require
 
 __all__ = ["effective_counts", "kmeans_labels", "pseudo_labels", "encoder_features",
            "checkpoint_encoder", "PseudoHeads"]
@@ -43,7 +44,7 @@ def effective_counts(counts: Sequence[int], n: int, warn: bool = True) -> list[i
 
 def kmeans_labels(features: np.ndarray, k: int, seed: int = 0, niter: int = 20) -> np.ndarray:
     """FAISS k-means of ``features`` [N, d] into ``k`` clusters; int64 labels [N] in [0, k)."""
-    import faiss
+    faiss = require("faiss", "AdvCL's k-means pseudo-labels")
 
     x = np.ascontiguousarray(features, dtype=np.float32)
     n, d = x.shape

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from rcs.errors import CheckpointError, ConfigError
 from rcs.models.model import RobustModel
-from rcs.models.multibn import plain_bn
+from rcs.models.multibn import plain_bn, revert_multibn
 from rcs.train.checkpoint import load_state_dict_strict
 
 
@@ -69,13 +69,17 @@ def _check_branch(model: nn.Module, branch: str) -> None:
 
 
 def export_encoder(model: RobustModel | nn.Module, branch: str = "pgd") -> nn.Module:
-    """Single-BN copy of ``model.encoder`` on ``branch`` (same device/dtype, eval mode)."""
+    """Single-BN copy of ``model.encoder`` on ``branch`` (same device/dtype, eval mode).
+
+    Encoders with ``rebuild(norm)`` (rcs's ResNet / WRN) are rebuilt with plain BatchNorm;
+    any other encoder is copied and its multi-BN layers replaced by their ``branch`` BN. Either
+    way the weights are loaded strictly from :func:`single_bn_state_dict`."""
     _check_branch(model, branch)
     enc = model.encoder if isinstance(model, RobustModel) else model
-    if not hasattr(enc, "rebuild"):
-        raise ConfigError(f"{type(enc).__name__} has no rebuild(norm) method, so it cannot be "
-                          "exported; register encoders that implement it")
-    new = enc.rebuild(plain_bn)
+    if hasattr(enc, "rebuild"):  # rcs's own architectures: a fresh single-BN build
+        new = enc.rebuild(plain_bn)
+    else:  # any other network (e.g. convert_multibn(torchvision resnet)): keep one branch
+        new = revert_multibn(copy.deepcopy(enc), branch)
     ref = next(enc.parameters(), None)
     if ref is not None:
         new = new.to(device=ref.device, dtype=ref.dtype)

@@ -13,8 +13,16 @@ from torch import Tensor, nn
 
 from rcs.config.schema import ModelConfig
 from rcs.errors import ConfigError
+from rcs.models.external import ExternalEncoder, build_factory_net, is_factory_path
 from rcs.models.heads import HEADS
-from rcs.models.multibn import NormFactory, check_branch_names, multi_bn, multi_bn_layers, route
+from rcs.models.multibn import (
+    NormFactory,
+    check_branch_names,
+    convert_multibn,
+    multi_bn,
+    multi_bn_layers,
+    route,
+)
 from rcs.models.resnet import ResNet
 from rcs.models.wrn import WideResNet
 
@@ -113,15 +121,32 @@ class RobustModel(nn.Module):
         return self.classifier(self.features(x, bn))
 
 
+def build_encoder(cfg: ModelConfig, norm: NormFactory | None = None) -> nn.Module:
+    """The encoder of ``cfg``: a registered arch built with ``norm`` (default: multi-BN with
+    ``cfg.bn_names``), or a factory by dotted path (see :mod:`rcs.models.external`) whose
+    BatchNorms :func:`convert_multibn` turns into multi-BN (``norm=plain_bn``: left single-BN)."""
+    from rcs.models.multibn import plain_bn
+
+    if cfg.arch in ARCHS:
+        return ARCHS[cfg.arch](cfg, norm or multi_bn(cfg.bn_names))
+    if is_factory_path(cfg.arch):
+        net = build_factory_net(cfg.arch)
+        if norm is not plain_bn:
+            net = convert_multibn(net, cfg.bn_names)
+        return ExternalEncoder(net, cfg.normalize)
+    raise ConfigError(f"model.arch={cfg.arch!r} is not one of {', '.join(ARCHS)}, nor a "
+                      "factory by dotted path ('package.module:function')")
+
+
 def build_model(cfg: ModelConfig, classifier: bool = False) -> RobustModel:
     """Build the multi-BN model of ``cfg``; ``classifier=True`` adds ``Linear(feature_dim,
-    cfg.num_classes)`` (SAT pretraining). ``cfg.head == 'none'`` gives ``model.head is None``."""
-    if cfg.arch not in ARCHS:
-        raise ConfigError(f"model.arch={cfg.arch!r} is not one of {', '.join(ARCHS)}")
+    cfg.num_classes)`` (SAT pretraining). ``cfg.head == 'none'`` gives ``model.head is None``.
+    ``cfg.arch`` is a registered name or a factory by dotted path (any backbone: its
+    BatchNorms become multi-BN, see :func:`rcs.models.convert_multibn`)."""
     if cfg.head != "none" and cfg.head not in HEADS:
         raise ConfigError(f"model.head={cfg.head!r} is not one of {', '.join(HEADS)}, none")
     norm = multi_bn(cfg.bn_names)
-    encoder = ARCHS[cfg.arch](cfg, norm)
+    encoder = build_encoder(cfg, norm)
     head = None
     if cfg.head != "none":
         if cfg.head_dim <= 0:

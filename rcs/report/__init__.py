@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from rcs.errors import NotAvailableError
 from rcs.report.collect import RunRecord, collect, collect_run
 from rcs.report.render import (
     markdown_table,
@@ -48,10 +49,18 @@ def make_report(runs: list[str | Path], out: str | Path) -> Report:
     out.mkdir(parents=True, exist_ok=True)
     records = collect(runs)
     files: dict[str, Path] = {}
-    fig1 = plot_robust_vs_time(records, out / "robust_vs_time.png")
-    fig2 = plot_training_curves(records, out / "training_curves.png")
+    fig1 = fig2 = None
+    no_plots = ""
+    try:
+        fig1 = plot_robust_vs_time(records, out / "robust_vs_time.png")
+        fig2 = plot_training_curves(records, out / "training_curves.png")
+    except NotAvailableError as e:  # matplotlib is an extra: the table is written anyway
+        no_plots = f"**Plots skipped:** {e}"
+        print(f"[report] plots skipped: {e}")
     table = markdown_table(records)
     parts = ["# rcs report", "", table, "", NOTES, ""]
+    if no_plots:
+        parts += [no_plots, ""]
     odd = sorted({(v["pgd"].get("steps"), round(255 * (v["pgd"].get("eps") or 0), 3))
                   for r in records for v in r.modes.values() if v.get("pgd")} - {(20, 8.0)})
     if odd:

@@ -41,8 +41,13 @@ class RunRecord:
     world_size: int = 1
     downstream: str = ""
     modes: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """mode -> {'SA', 'RA_pgd20', 'RA_autoattack', 'CA', 'losses', 'settings', 'seconds'}"""
+    """mode -> {'SA', 'RA_pgd20', 'RA_autoattack', 'CA', 'n_test', 'losses', 'settings',
+    'seconds'}"""
     pretrain_curve: list[tuple[int, float]] = field(default_factory=list)
+    seed: int | None = None
+    setup: str = ""
+    """Fingerprint of the run's config.yaml without seed, name and out_dir: runs with equal
+    setups are seeds of one experiment (plots show their mean and spread)."""
 
     @property
     def pretrain_seconds(self) -> float | None:
@@ -85,6 +90,20 @@ def _base(run: Path, label: str) -> RunRecord:
         rec.fraction = cfg.get("selection", {}).get("fraction")
         rec.epochs = int(p.get("epoch", 1)) - 1
         rec.train_seconds, rec.select_seconds = p.get("train_seconds"), p.get("select_seconds")
+    if (run / "config.yaml").is_file():
+        import hashlib
+
+        import yaml
+
+        try:
+            cfg = yaml.safe_load((run / "config.yaml").read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            cfg = {}
+        if isinstance(cfg, dict) and cfg:
+            rec.seed = cfg.get("seed")
+            rest = {k: v for k, v in cfg.items() if k not in ("seed", "name", "out_dir")}
+            rec.setup = hashlib.sha256(json.dumps(rest, sort_keys=True, default=str)
+                                       .encode()).hexdigest()[:16]
     if (run / "metrics.jsonl").is_file():
         rec.pretrain_curve = [(int(r["epoch"]), float(r["loss"]))
                               for r in read_jsonl(run / "metrics.jsonl")
@@ -96,7 +115,10 @@ def _base(run: Path, label: str) -> RunRecord:
 def _mode_entry(res: dict[str, Any]) -> dict[str, Any]:
     h = res.get("headline") or {}
     pgd = (res.get("eval") or {}).get("pgd20") or {}
-    return {"SA": h.get("SA"), "RA_pgd20": h.get("RA_pgd20"),
+    ev = res.get("eval") or {}
+    n_test = next((ev[k].get("n") for k in ("clean", "pgd20", "autoattack")
+                   if isinstance(ev.get(k), dict) and ev[k].get("n")), None)
+    return {"SA": h.get("SA"), "RA_pgd20": h.get("RA_pgd20"), "n_test": n_test,
             "pgd": {k: pgd.get(k) for k in ("eps", "alpha", "steps")} if pgd else {},
             "RA_autoattack": h.get("RA_autoattack"), "CA": h.get("CA"),
             "losses": list(res.get("losses") or []), "settings": res.get("settings", {}),

@@ -71,7 +71,9 @@ def markdown_table(records: list[RunRecord]) -> str:
 
 
 def _plt():
-    import matplotlib
+    from rcs.utils.optional import require
+
+    matplotlib = require("matplotlib", "plots (rcs report / compare / demo)")
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
@@ -85,8 +87,76 @@ def _integer_x(ax) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
+MODE_MARKERS = {"slf": "o", "alf": "s", "aff": "^"}
+MODE_STYLES = {"slf": "-", "alf": "--", "aff": ":"}
+MIN_SPAN = 10.0
+"""Accuracy axes span at least this many percentage points, so a gap of one test image is not
+drawn as a cliff."""
+
+
+def group_key(r: RunRecord) -> tuple[Any, ...]:
+    """Runs whose configs differ only in their seed (and name / out_dir) share a group (mean
+    and spread over seeds); a run without a saved config is a group of its own."""
+    return (r.setup or f"run:{r.path}", r.downstream)
+
+
+def group_label(runs: list[RunRecord]) -> str:
+    """A run's own label, or ``method selector k=..`` with the number of seeds of a group."""
+    if len({r.label for r in runs}) == 1:
+        return runs[0].label
+    r = runs[0]
+    k = "" if r.fraction is None else f" k={r.fraction:g}"
+    return f"{r.method} {r.selector}{k} ({len(runs)} seeds)"
+
+
+def groups(records: list[RunRecord]) -> dict[tuple[Any, ...], list[RunRecord]]:
+    """Records by :func:`group_key`, in order of first appearance."""
+    out: dict[tuple[Any, ...], list[RunRecord]] = {}
+    for r in records:
+        out.setdefault(group_key(r), []).append(r)
+    return out
+
+
+def colours(records: list[RunRecord], plt: Any) -> dict[tuple[Any, ...], Any]:
+    """One colour per group, the same in every panel and figure of a report."""
+    cmap = plt.get_cmap("tab10")
+    return {k: cmap(i % 10) for i, k in enumerate(groups(records))}
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    n = len(values)
+    m = sum(values) / n
+    sd = (sum((v - m) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else 0.0
+    return m, sd
+
+
+def accuracy_limits(lo: float, hi: float, min_span: float = MIN_SPAN) -> tuple[float, float]:
+    """Y-limits holding [lo, hi] with a margin, at least ``min_span`` points wide, in [0, 100]."""
+    pad = max(1.0, 0.1 * (hi - lo))
+    lo, hi = lo - pad, hi + pad
+    if hi - lo < min_span:
+        mid = (lo + hi) / 2
+        lo, hi = mid - min_span / 2, mid + min_span / 2
+    if lo < 0:
+        lo, hi = 0.0, max(hi - lo, min_span)
+    if hi > 100:
+        lo, hi = max(0.0, lo - (hi - 100)), 100.0
+    return lo, hi
+
+
+def eval_sizes(records: list[RunRecord], modes: list[str] | None = None) -> list[int]:
+    return sorted({int(v["n_test"]) for r in records for m, v in r.modes.items()
+                   if v.get("n_test") and (modes is None or m in modes)})
+
+
 def plot_robust_vs_time(records: list[RunRecord], path: Path) -> Path | None:
-    """RA (AutoAttack where every point has it, else PGD-20) vs pretraining time; None if empty."""
+    """RA (AutoAttack where every point has it, else PGD-20) vs pretraining time; None if empty.
+
+    One point per group of runs that differ only in their seed and per fine-tuning mode (marker
+    shape): the mean over seeds with error bars of one standard deviation in both directions;
+    the colour is the group's (as in the training curves). The y-axis spans at least
+    :data:`MIN_SPAN` points and the title gives the number of test images."""
     pts = [(r, m, v) for r in records for m, v in r.modes.items()
            if r.pretrain_seconds is not None and v.get("RA_pgd20") is not None]
     if not pts:
@@ -94,46 +164,65 @@ def plot_robust_vs_time(records: list[RunRecord], path: Path) -> Path | None:
     use_aa = all(v.get("RA_autoattack") is not None for _, _, v in pts)
     key, name = ("RA_autoattack", "AutoAttack") if use_aa else ("RA_pgd20", "PGD-20")
     gpu = all(r.gpu_hours is not None for r, _, _ in pts)
-    unit, scale = ("GPU-hours", None) if gpu else time_unit([r.pretrain_seconds for r, _, _ in pts])
+    unit, scale = ("GPU-hours", 1.0) if gpu else time_unit([r.pretrain_seconds
+                                                             for r, _, _ in pts])
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
-    markers = {"slf": "o", "alf": "s", "aff": "^"}
-    for mode in MODES:
-        sel = [(r, v) for r, m, v in pts if m == mode]
-        if not sel:
-            continue
-        xs = [r.gpu_hours if gpu else r.pretrain_seconds / scale for r, _ in sel]
-        ys = [v[key] for _, v in sel]
-        ax.scatter(xs, ys, marker=markers[mode], s=48, label=mode.upper(), zorder=3)
-        for x, y, (r, _) in zip(xs, ys, sel):
-            ax.annotate(r.label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.margins(x=0.15, y=0.15)
-    ax.set_xlim(left=0)
+    colour = colours(records, plt)
+    fig, ax = plt.subplots(figsize=(7.6, 4.6), dpi=120)
+    lo, hi, xmax, seeds = 100.0, 0.0, 0.0, []
+    for gk, runs in groups([r for r, _, _ in pts]).items():
+        label = group_label(runs)
+        for mode in MODES:
+            vals = [(r.gpu_hours if gpu else r.pretrain_seconds / scale, r.modes[mode][key])
+                    for r in runs if mode in r.modes and r.modes[mode].get(key) is not None]
+            if not vals:
+                continue
+            (x, sx), (y, sy) = mean_std([v[0] for v in vals]), mean_std([v[1] for v in vals])
+            seeds.append(len(vals))
+            ax.errorbar(x, y, xerr=sx if len(vals) > 1 else None,
+                        yerr=sy if len(vals) > 1 else None, fmt=MODE_MARKERS[mode],
+                        color=colour[gk], ms=7, capsize=3, zorder=3,
+                        label=f"{label}, {mode.upper()}")
+            lo, hi, xmax = min(lo, y - sy), max(hi, y + sy), max(xmax, x + sx)
+    ax.set_ylim(*accuracy_limits(lo, hi))
+    ax.set_xlim(0, 1.12 * xmax if xmax > 0 else 1.0)  # every point and bar inside
     ax.set_xlabel(f"pretraining time incl. selection ({unit})")
     ax.set_ylabel(f"robust accuracy, {name} (%)")
-    ax.set_title("Robust accuracy vs pretraining cost")
+    ns = eval_sizes(records)
+    spread = "mean ± 1 std over seeds" if max(seeds, default=1) > 1 else "one seed per point"
+    n_text = (f"n = {'/'.join(map(str, ns))} test images (1 image = {100 / min(ns):.2g} points)"
+              if ns else "")
+    ax.set_title(f"Robust accuracy vs pretraining cost\n{n_text}; {spread}".strip("; \n"),
+                 fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(title="fine-tuning", fontsize=8)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path
 
 
 def plot_training_curves(records: list[RunRecord], path: Path) -> Path | None:
-    """Pretraining loss per epoch (left) and fine-tuning loss per epoch (right); None if empty."""
-    pre = {r.label: r.pretrain_curve for r in records if r.pretrain_curve}
-    ft = [(r.label, m, v["losses"]) for r in records for m, v in r.modes.items() if v["losses"]]
+    """Pretraining loss per epoch (left) and fine-tuning loss per epoch (right); None if empty.
+    Each run has its group's colour in both panels (fine-tuning modes by line style)."""
+    pre = [r for r in records if r.pretrain_curve]
+    ft = [(r, m, v["losses"]) for r in records for m, v in r.modes.items() if v["losses"]]
     if not pre and not ft:
         return None
     plt = _plt()
+    colour = colours(records, plt)
     ncols = 2 if (pre and ft) else 1
-    fig, axes = plt.subplots(1, ncols, figsize=(6.0 * ncols, 4.2), dpi=120, squeeze=False)
+    fig, axes = plt.subplots(1, ncols, figsize=(6.4 * ncols, 4.4), dpi=120, squeeze=False)
     ax_i = 0
     if pre:
         ax = axes[0][ax_i]
-        for label, curve in pre.items():
-            ax.plot([e for e, _ in curve], [v for _, v in curve], marker=".", label=label)
+        seen: set[str] = set()
+        for r in pre:
+            if r.label in seen:  # one curve per run (a run has one record per downstream)
+                continue
+            seen.add(r.label)
+            ax.plot([e for e, _ in r.pretrain_curve], [v for _, v in r.pretrain_curve],
+                    marker=".", color=colour[group_key(r)], label=r.label)
         ax.set(xlabel="epoch", ylabel="pretraining loss", title="Pretraining")
         _integer_x(ax)
         ax.grid(alpha=0.3)
@@ -141,10 +230,9 @@ def plot_training_curves(records: list[RunRecord], path: Path) -> Path | None:
         ax_i += 1
     if ft:
         ax = axes[0][ax_i]
-        styles = {"slf": "-", "alf": "--", "aff": ":"}
-        for label, mode, losses in ft:
-            ax.plot(range(1, len(losses) + 1), losses, styles[mode], marker=".",
-                    label=f"{label} {mode.upper()}")
+        for r, mode, losses in ft:
+            ax.plot(range(1, len(losses) + 1), losses, MODE_STYLES[mode], marker=".",
+                    color=colour[group_key(r)], label=f"{r.label} {mode.upper()}")
         ax.set(xlabel="epoch", ylabel="fine-tuning loss (CE; TRADES for AFF)",
                title="Fine-tuning")
         _integer_x(ax)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from rcs.selection.store import GradientStore
+from rcs.utils.optional import require
 
 
 def exact_top_m(matrix: np.ndarray, q: np.ndarray, m: int,
@@ -52,7 +53,7 @@ class Retriever:
         self.engine = "stream" if index == "flat" and (store.on_disk or big) else index
         self._index = None
         if self.engine == "flat":
-            import faiss
+            faiss = require("faiss", "the FAISS gradient index (selection.gradients=sketch)")
 
             self._index = faiss.IndexFlatIP(store.dim)
             self._index.add(store.to_numpy(np.float32))
@@ -61,7 +62,7 @@ class Retriever:
 
     # --------------------------------------------------------------------------------------------
     def _build_ivfpq(self, nprobe: int | None) -> None:
-        import faiss
+        faiss = require("faiss", "the FAISS gradient index (selection.gradients=sketch)")
         n, d = self.store.n, self.store.dim
         nlist = int(max(1, min(round(math.sqrt(n)), n // 39)))
         m_sub = max(k for k in range(1, d + 1) if d % k == 0 and k <= max(1, d // 16))
@@ -80,7 +81,7 @@ class Retriever:
         self._index = index
 
     def _allowed_selector(self, excluded: np.ndarray) -> tuple[object, np.ndarray]:
-        import faiss
+        faiss = require("faiss", "the FAISS gradient index (selection.gradients=sketch)")
         bitmap = np.packbits(~excluded, bitorder="little")
         return faiss.IDSelectorBitmap(len(excluded), faiss.swig_ptr(bitmap)), bitmap
 
@@ -118,7 +119,7 @@ class Retriever:
         if self.engine == "stream":
             ids = self._scan(qt, m, excluded)
         else:
-            import faiss
+            faiss = require("faiss", "the FAISS gradient index (selection.gradients=sketch)")
             sel, _bitmap = self._allowed_selector(excluded)
             params = (faiss.SearchParameters(sel=sel) if self.engine == "flat" else
                       faiss.SearchParametersIVF(sel=sel, nprobe=self._nprobe))

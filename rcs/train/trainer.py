@@ -57,7 +57,7 @@ from rcs.train.schedule import (
 )
 from rcs.train.signals import StopFlag, TrainingInterrupted
 from rcs.utils.device import resolve_device
-from rcs.utils.metrics import MetricsLogger
+from rcs.utils.metrics import MetricsLogger, coreset_fields
 from rcs.utils.progress import bar
 from rcs.utils.seed import rng_state, seed_everything, set_rng_state
 
@@ -140,7 +140,8 @@ class Trainer:
         self.schedule = self.build_schedule()
         self.amp = cfg.train.amp == "bf16" or (cfg.train.amp == "auto"
                                                and self.device.type == "cuda")
-        self.logger = MetricsLogger(self.out / "metrics.jsonl", enabled=self.env.is_main)
+        self.logger = MetricsLogger.from_config(self.out / "metrics.jsonl", cfg,
+                                                enabled=self.env.is_main)
         self._resume(resume)
 
     # ----------------------------------------------------------------- schedule
@@ -267,7 +268,8 @@ class Trainer:
         self.logger.log(event="selection", epoch=epoch, method=self.selector.name,
                         size=len(self.coreset), seconds=seconds,
                         augment_strength=self.augment.strength,
-                        timings=self.coreset.meta.get("timings", {}))
+                        timings=self.coreset.meta.get("timings", {}),
+                        **coreset_fields(self.coreset, self.dataset))
 
     # ----------------------------------------------------------------- training
     def fit(self, until_epoch: int | None = None) -> dict[str, Any]:
@@ -284,6 +286,7 @@ class Trainer:
                 self._epoch(self.progress.epoch, stop)
         finally:
             stop.restore()
+            self.logger.close()
         if until_epoch is not None and last % self.cfg.train.checkpoint_every:
             self.save()
         summary = self.summary()
