@@ -145,11 +145,10 @@ def train_arm(args: argparse.Namespace, fraction: float, seed: int, name: str,
 
     run = Path(args.work) / "runs" / f"k{fraction:g}" / f"{name}-s{seed}"
     shutil.rmtree(run, ignore_errors=True)
-    run.mkdir(parents=True)
-    shutil.copyfile(warm, run / "checkpoint.pt")
     cfg = make_config(args, fraction, seed, sets, run)
     t0 = time.perf_counter()
-    trainer = Trainer(cfg, resume="auto")
+    trainer = Trainer(cfg, resume="none")
+    trainer.init_from(warm, continue_schedule=True)
     trainer.fit()
     return trainer, cfg, time.perf_counter() - t0
 
@@ -333,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         from rcs.train.trainer import Trainer
 
         wt = Trainer(make_config(args, k, args.warmup_seed, ["selection.method=random"],
-                                 warm.parent), resume=str(warm))
+                                 Path(args.work) / "reference"), resume="none")
+        wt.init_from(warm)
         reference[f"{k:g}"] = {f"heldout_{m}": v for m, v in heldout_rd(
             wt.model, test_x, args.rd_steps, probe.train.temperature, seed=1234).items()}
         warm_buffers = {n: b.clone() for n, b in wt.model.named_buffers()}

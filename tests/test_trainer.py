@@ -300,3 +300,31 @@ def test_global_batch_the_ranks_cannot_split_is_refused_before_joining(tmp_path,
                        r"together\) and must be divisible by the 2 DDP ranks; .*62 or 64"):
         Trainer(cfg, resume="none")
     assert not torch.distributed.is_initialized()
+
+
+def test_init_from_a_warm_up_continues_exactly_like_one_run(tmp_path):
+    """A warm-up run stopped after its full-data epoch, then a fresh run started from its
+    checkpoint with init_from(continue_schedule=True), ends with the same weights as one
+    uninterrupted run (same seed, same selector): the schedule, optimizer and epoch go on."""
+    from rcs.errors import CheckpointError
+    from rcs.train.trainer import Trainer
+
+    def cfg(out, *extra):
+        return load_config(None, TINY + [f"out_dir={tmp_path / out}", *extra])
+
+    Trainer(cfg("one"), resume="none").fit()
+    Trainer(cfg("warm"), resume="none").fit(until_epoch=1)
+    t = Trainer(cfg("rest"), resume="none")
+    t.init_from(tmp_path / "warm" / "checkpoint.pt", continue_schedule=True)
+    assert t.progress.epoch == 2
+    t.fit()
+    assert_same_weights(weights(tmp_path / "one"), weights(tmp_path / "rest"))
+    # weights only: the schedule starts over, so the run differs
+    fresh = Trainer(cfg("fresh"), resume="none")
+    fresh.init_from(tmp_path / "warm" / "checkpoint.pt")
+    assert fresh.progress.epoch == 1
+    with pytest.raises(CheckpointError, match="already trained"):
+        t.init_from(tmp_path / "warm" / "checkpoint.pt")
+    other = Trainer(cfg("other", "model.width=8"), resume="none")
+    with pytest.raises(Exception, match="init checkpoint"):
+        other.init_from(tmp_path / "warm" / "checkpoint.pt")

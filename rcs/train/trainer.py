@@ -243,6 +243,37 @@ class Trainer:
         if self.env.is_main:
             print(run_guard.resume_line(path, self.progress, self.cfg.train.epochs), flush=True)
 
+    def init_from(self, path: str | Path, continue_schedule: bool = False) -> None:
+        """Start this fresh run from the weights of pretraining checkpoint ``path`` (model and
+        method-owned modules and state): e.g. a warm-up shared by runs that differ in seed or
+        selector. ``continue_schedule`` also takes its optimizer state and its position
+        (epoch, step, samples seen: the schedule goes on from there, the same warm-up counts
+        for every run); otherwise optimizer and schedule start fresh. Random streams follow
+        this run's seed. Refused for a run that has already trained or a mid-epoch checkpoint
+        with ``continue_schedule``."""
+        if self.progress.step or self.progress.epoch > 1:
+            raise CheckpointError(f"init_from('{path}'): this run has already trained (epoch "
+                                  f"{self.progress.epoch}); start it with resume='none'")
+        state = load_checkpoint(path, map_location=self.device)
+        if state.get("dataset", {}).get("fingerprint") not in (None, self.dataset.fingerprint()):
+            raise CheckpointError(f"init checkpoint '{path}' was trained on another dataset "
+                                  "(fingerprint differs)")
+        load_state_dict_strict(self.model, state["model"], what=f"init checkpoint '{path}'")
+        if len(self.extras):
+            load_state_dict_strict(self.extras, state.get("extras", {}),
+                                   what=f"modules of method {self.cfg.train.method} in '{path}'")
+        self.method.load_state_dict(state.get("method", {}))
+        if continue_schedule:
+            done = Progress(**state["progress"])
+            if done.batch:
+                raise CheckpointError(f"init checkpoint '{path}' was saved mid-epoch (batch "
+                                      f"{done.batch}); continue from an epoch-end checkpoint")
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.progress = Progress(epoch=done.epoch, step=done.step,
+                                     samples_seen=done.samples_seen)
+        self.logger.log(event="init", checkpoint=str(path), continue_schedule=continue_schedule,
+                        epoch=self.progress.epoch)
+
     # ----------------------------------------------------------------- selection
     def select(self, epoch: int) -> None:
         t0 = time.perf_counter()
