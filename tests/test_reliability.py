@@ -51,9 +51,15 @@ def train(out: Path, *extra: str, flags: tuple[str, ...] = ()) -> int:
     return main(["train", "--out", str(out), *flags, *sets(*TINY, *extra)])
 
 
+def error_lines(stderr: str) -> str:
+    """stderr without the run header every command prints (``[rcs <cmd>] threads: ...``)."""
+    return "\n".join(ln for ln in stderr.strip().splitlines()
+                     if not re.match(r"\[rcs \w+\] threads:", ln))
+
+
 def one_line_error(capsys: pytest.CaptureFixture, rc: int, pattern: str) -> str:
     """Exit status 2, exactly one stderr line, no traceback, matching ``pattern``."""
-    err = capsys.readouterr().err.strip()
+    err = error_lines(capsys.readouterr().err)
     assert rc == 2, err
     assert "Traceback" not in err and len(err.splitlines()) == 1, err
     assert re.search(pattern, err), err
@@ -334,7 +340,7 @@ def test_file_size_limit_while_saving_a_checkpoint(tmp_path):
     res = subprocess.run([sys.executable, "-m", "rcs.cli.main", "train", "--out", str(out),
                           *sets(*TINY)], env=ENV, capture_output=True, text=True,
                          preexec_fn=limit, timeout=300)
-    err = res.stderr.strip()
+    err = error_lines(res.stderr)
     assert res.returncode == 2 and "Traceback" not in err and len(err.splitlines()) == 1, err
     assert re.search(r"file too large .* while writing the checkpoint '.*checkpoint\.pt' .*the "
                      r"previous checkpoint\.pt is intact", err), err

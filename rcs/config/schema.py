@@ -264,11 +264,13 @@ class TrainConfig:
     progress p (the share of the run done, in train.lr_schedule's unit), as in BYOL."""
     byorl_pred_hidden: int = 0
     """BYORL: hidden width of the predictor (0 = that of the projector head)."""
-    bn_recalibration: int = 0
+    bn_recalibration: int = 2
     """After each epoch trained on a coreset, re-estimate every BN layer's running statistics
     (the ones attacks, selections and fine-tuning use) from this many random full-data batches
-    run through the method's own training forward without gradients (0 = off: the statistics
-    are those of the coreset batches, as in the published code)."""
+    run through the method's own training forward (0 = off: the statistics are those of the
+    coreset batches, as in the published code). A selected coreset is not a random sample, and
+    its statistics moved an RCS-trained encoder's held-out RD far more than its weights did
+    (docs/results/coreset_quality)."""
     clae_alpha: float = 1.0
     """CLAE: weight of the adversarial pair term, L = NTX(t1, t2) + clae_alpha NTX(t1, adv)."""
     ifm_epsilon: float = 0.1
