@@ -322,7 +322,8 @@ class TrainConfig:
     amp: str = "auto"
     """auto (bf16 on GPU, off on CPU) | bf16 | off"""
     channels_last: bool = True
-    """Run the model in channels_last memory format (faster convolutions on GPU)."""
+    """Run the model in channels_last memory format on CUDA (faster convolutions there;
+    ignored on CPU, where it gains nothing and torch's one-thread backward can crash)."""
     compile: bool = False
     """Wrap the training forward in torch.compile."""
     grad_clip: float = 0.0

@@ -112,8 +112,9 @@ class Trainer:
                                                     cfg.seed)
         self.augment = Augment(cfg.augment)
         self.model = build_model(cfg.model, classifier=self.method.needs_labels).to(self.device)
-        if cfg.train.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        if cfg.train.channels_last and self.device.type == "cuda":  # a GPU layout: on CPU it
+            self.model = self.model.to(memory_format=torch.channels_last)  # gains nothing and
+            # torch 2.13's one-thread channels_last backward can segfault
         # method-owned modules (BYORL predictor + EMA target, AdvCL pseudo-label heads): inside
         # the DDP forward, trained with the model where they require grad, saved in checkpoints
         self.extras = nn.ModuleDict(self.method.setup(RunContext(
