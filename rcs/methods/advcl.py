@@ -148,7 +148,7 @@ class AdvCL(Method):
         t1, t2 = augment(x, generator=generator), augment(x, generator=generator)
         org = crop_flip(to_float(x), t.advcl_weak_padding, generator=generator)
         hfc = high_pass(org, t.advcl_radius)
-        if t.channels_last:
+        if t.channels_last and t1.is_cuda:
             t1, t2, org, hfc = (v.contiguous(memory_format=torch.channels_last)
                                 for v in (t1, t2, org, hfc))
         heads = self.heads

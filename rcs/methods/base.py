@@ -240,7 +240,7 @@ def paired_views(x: torch.Tensor, augment: Any, generator: torch.Generator,
                  cfg: RunConfig) -> torch.Tensor:
     """Two augmented views of every image, interleaved ([2B]); channels_last when configured."""
     v = interleave(augment(x, generator=generator), augment(x, generator=generator))
-    if cfg.train.channels_last:
+    if cfg.train.channels_last and v.is_cuda:
         v = v.contiguous(memory_format=torch.channels_last)
     return v
 
@@ -255,7 +255,7 @@ def two_views(x: torch.Tensor, augment: Any, generator: torch.Generator,
               cfg: RunConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Two independently augmented views ``(t1, t2)`` ([B] each); channels_last when set."""
     t1, t2 = augment(x, generator=generator), augment(x, generator=generator)
-    if cfg.train.channels_last:
+    if cfg.train.channels_last and t1.is_cuda:
         t1, t2 = (v.contiguous(memory_format=torch.channels_last) for v in (t1, t2))
     return t1, t2
 

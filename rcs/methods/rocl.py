@@ -35,7 +35,7 @@ class RoCL(Method):
     def step(self, forward, model, x, y, augment, generator) -> StepOutput:
         t, a = self.cfg.train, self.cfg.train.attack
         t1, t2 = augment(x, generator=generator), augment(x, generator=generator)
-        if t.channels_last:
+        if t.channels_last and t1.is_cuda:
             t1, t2 = (v.contiguous(memory_format=torch.channels_last) for v in (t1, t2))
         with attack_mode(model), torch.no_grad():
             z_t2 = model(t2, self.bn)
