@@ -205,3 +205,15 @@ def test_exact_gradients_pick_what_an_unsketched_store_picks(model, data, granul
     assert _same(model, snap)
     once = RCSSelector(None, gradients="exact", val_reattack_every=0, **kw).select(ctx)
     assert once.meta["val_attacks"] == 1 and len(once) == len(exact)
+
+
+def test_candidate_pool_picks_inside_the_seeded_pool_with_the_exact_budget(model, data):
+    ctx = _ctx(model, data, fraction=0.2)
+    sel = RCSSelector(None, pool=0.5, **SMALL)
+    cs = sel.select(ctx)
+    order = sel.candidate_features(ctx)[0]  # the seeded order whose prefix is the pool
+    pool = set(order[:int(np.ceil(0.5 * len(order)))].tolist())
+    assert len(cs) == ctx.selectable()[1] and set(cs.indices.tolist()) <= pool
+    # a pool smaller than the budget is widened to the budget
+    tiny = RCSSelector(None, pool=0.01, **SMALL).select(ctx)
+    assert len(tiny) == ctx.selectable()[1]
