@@ -158,6 +158,39 @@ class Method:
         raise NotImplementedError(f"method {self.name} does not define embedding_loss")
 
 
+class MethodWrapper(Method):
+    """A method that adds to another (``inner``): every hook goes to ``inner`` unless the
+    wrapper overrides it (the Tikhonov penalty, the layer-wise contrastive loss)."""
+
+    def __init__(self, inner: Method):
+        self.inner, self.cfg = inner, inner.cfg
+        self.name, self.needs_labels = inner.name, inner.needs_labels
+
+    def setup(self, ctx: RunContext) -> dict[str, nn.Module]:
+        return self.inner.setup(ctx)
+
+    def on_epoch_start(self, epoch: int, augment: Any) -> dict[str, float]:
+        return self.inner.on_epoch_start(epoch, augment)
+
+    def prepare_batch(self, idx: np.ndarray) -> None:
+        self.inner.prepare_batch(idx)
+
+    def after_step(self, progress: float) -> None:
+        self.inner.after_step(progress)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.inner.load_state_dict(state)
+
+    def selection_loss(self) -> str:  # type: ignore[override]
+        return self.inner.selection_loss()
+
+    def embedding_loss(self, outputs: list[torch.Tensor]) -> torch.Tensor:
+        return self.inner.embedding_loss(outputs)
+
+
 def has_embedding_loss(method: Method) -> bool:
     """Whether ``method`` overrides :meth:`Method.embedding_loss`."""
     return type(method).embedding_loss is not Method.embedding_loss

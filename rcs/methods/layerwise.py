@@ -27,7 +27,13 @@ from torch import nn
 
 from rcs.data import to_float
 from rcs.errors import ConfigError
-from rcs.methods.base import Method, RunContext, StepOutput, has_embedding_loss
+from rcs.methods.base import (
+    Method,
+    MethodWrapper,
+    RunContext,
+    StepOutput,
+    has_embedding_loss,
+)
 
 __all__ = ["LayerwiseContrastive", "stage_head"]
 
@@ -55,12 +61,11 @@ class _StageForward:
         return out
 
 
-class LayerwiseContrastive(Method):
+class LayerwiseContrastive(MethodWrapper):
     """``inner`` + Σ_k α_k · inner.embedding_loss(stage-k projections)."""
 
     def __init__(self, inner: Method):
-        self.inner, self.cfg = inner, inner.cfg
-        self.name, self.needs_labels = inner.name, inner.needs_labels
+        super().__init__(inner)
         t = self.cfg.train
         self.stages = [int(k) for k in t.layerwise_stages]
         self.weights = [float(a) for a in t.layerwise_weights]
@@ -74,28 +79,6 @@ class LayerwiseContrastive(Method):
                 "clae, ifm, hcl, mochi, aacl, arocl or rush, or set train.layerwise_stages=[]")
         self._capture: list[tuple[int, torch.Tensor]] | None = None
         self.heads: nn.ModuleDict | None = None
-
-    # ------------------------------------------------------------------ delegation
-    def on_epoch_start(self, epoch: int, augment: Any) -> dict[str, float]:
-        return self.inner.on_epoch_start(epoch, augment)
-
-    def prepare_batch(self, idx: np.ndarray) -> None:
-        self.inner.prepare_batch(idx)
-
-    def after_step(self, progress: float) -> None:
-        self.inner.after_step(progress)
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.inner.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.inner.load_state_dict(state)
-
-    def selection_loss(self) -> str:
-        return self.inner.selection_loss()
-
-    def embedding_loss(self, outputs: list[torch.Tensor]) -> torch.Tensor:
-        return self.inner.embedding_loss(outputs)
 
     # ------------------------------------------------------------------ stages
     def setup(self, ctx: RunContext) -> dict[str, nn.Module]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -28,7 +27,7 @@ from rcs.errors import ConfigError
 from rcs.losses import input_gradient_penalty, nt_xent
 from rcs.methods.base import (
     Method,
-    RunContext,
+    MethodWrapper,
     StepOutput,
     paired_views,
     register_method,
@@ -72,12 +71,12 @@ class _RecordingForward:
         return self.forward(out)
 
 
-class TikhonovPenalty(Method):
+class TikhonovPenalty(MethodWrapper):
     """``inner`` + the input-gradient penalty with weight ``lam`` (see the module docstring)."""
 
     def __init__(self, inner: Method, lam: float):
-        self.inner, self.lam, self.cfg = inner, float(lam), inner.cfg
-        self.name, self.needs_labels = inner.name, inner.needs_labels
+        super().__init__(inner)
+        self.lam = float(lam)
         d = torch.distributed
         if d.is_available() and d.is_initialized() and d.get_world_size() > 1:
             raise ConfigError("train.tikhonov_lambda > 0 runs in one process only (the penalty "
@@ -86,30 +85,6 @@ class TikhonovPenalty(Method):
         if self.cfg.train.compile:
             raise ConfigError("train.tikhonov_lambda > 0 needs double backward, which "
                               "torch.compile does not support; set train.compile=false")
-
-    def setup(self, ctx: RunContext) -> dict[str, nn.Module]:
-        return self.inner.setup(ctx)
-
-    def on_epoch_start(self, epoch: int, augment: Any) -> dict[str, float]:
-        return self.inner.on_epoch_start(epoch, augment)
-
-    def prepare_batch(self, idx: np.ndarray) -> None:
-        self.inner.prepare_batch(idx)
-
-    def after_step(self, progress: float) -> None:
-        self.inner.after_step(progress)
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.inner.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.inner.load_state_dict(state)
-
-    def selection_loss(self) -> str:
-        return self.inner.selection_loss()
-
-    def embedding_loss(self, outputs: list[torch.Tensor]) -> torch.Tensor:
-        return self.inner.embedding_loss(outputs)
 
     def step(self, forward, model, x, y, augment, generator) -> StepOutput:
         rec = _RecordingForward(forward)
