@@ -68,3 +68,21 @@ def test_reselection_schedule():
     assert ReselectionSchedule.from_config(cfg).every == cfg.selection.every
     with pytest.raises(ValueError):
         ReselectionSchedule(1, 0)
+
+
+def test_coreset_show_prints_size_histogram_and_overlap(tmp_path, capsys):
+    from rcs.cli.coreset import overlap
+    from rcs.cli.main import main
+    from rcs.selection import Coreset
+
+    a, b = np.array([1, 2, 3, 5, 8, 13]), np.array([2, 3, 4, 8, 9])
+    o = overlap(a, b)
+    assert o["shared"] == len(set(a) & set(b)) == 3
+    assert o["jaccard"] == 3 / len(set(a) | set(b))
+    Coreset(a, meta={"method": "rcs", "fraction": 0.1, "dataset_len": 96}).save(tmp_path / "a")
+    Coreset(b, meta={"method": "random"}).save(tmp_path / "b")
+    sets = ["--set", "data.name=synthetic", "--set", "data.synthetic_size=96"]
+    assert main(["coreset", "show", str(tmp_path / "a.npz"), "--against",
+                 str(tmp_path / "b.npz"), *sets]) == 0
+    out = capsys.readouterr().out
+    assert "6 images, selector rcs" in out and "3 shared, 50.0% of this, 60.0% of the other" in out

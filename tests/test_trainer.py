@@ -328,3 +328,41 @@ def test_init_from_a_warm_up_continues_exactly_like_one_run(tmp_path):
     other = Trainer(cfg("other", "model.width=8"), resume="none")
     with pytest.raises(Exception, match="init checkpoint"):
         other.init_from(tmp_path / "warm" / "checkpoint.pt")
+
+
+def test_select_then_train_from_the_warm_up_equals_one_run(tmp_path):
+    """warm-up run (epoch 1) -> `rcs select --epoch 2` on its checkpoint -> `rcs train --init
+    <warm-up> --init-continue --coreset <file>`: the same coreset and the same final weights as
+    one `rcs train` with that schedule (bitwise, CPU)."""
+    from rcs.cli.main import main
+    from rcs.errors import CoresetError
+    from rcs.selection import Coreset
+
+    rcs_sets = ["selection.method=rcs", "selection.candidate_batch=16", "selection.rounds=2",
+                "selection.every=0"]
+    sets = [a for kv in TINY + rcs_sets for a in ("--set", kv)]
+    assert main(["train", "--out", str(tmp_path / "one"), *sets]) == 0
+    assert main(["train", "--out", str(tmp_path / "warm"), "--until-epoch", "1", *sets]) == 0
+    coreset = tmp_path / "c.npz"
+    assert main(["select", "--checkpoint", str(tmp_path / "warm" / "checkpoint.pt"),
+                 "--epoch", "2", "--out", str(coreset)]) == 0
+    assert main(["train", "--out", str(tmp_path / "rest"), "--init",
+                 str(tmp_path / "warm" / "checkpoint.pt"), "--init-continue", "--coreset",
+                 str(coreset), *sets]) == 0
+    one = Coreset.load(tmp_path / "one" / "coresets" / "epoch_0002.npz")
+    np.testing.assert_array_equal(Coreset.load(coreset).indices, one.indices)
+    np.testing.assert_array_equal(
+        Coreset.load(tmp_path / "rest" / "coresets" / "epoch_0002.npz").indices, one.indices)
+    sels = [r for r in read_jsonl(tmp_path / "rest" / "metrics.jsonl")
+            if r.get("event") == "selection"]
+    assert [r["epoch"] for r in sels] == [2]  # every=0: never reselected
+    summary = json.loads((tmp_path / "rest" / "summary.json").read_text())
+    assert summary["init"]["continue_schedule"] and summary["coreset_file"] == str(coreset)
+    assert_same_weights(weights(tmp_path / "one"), weights(tmp_path / "rest"))
+    # a coreset from another validation split is refused, naming the cause
+    from rcs.train.trainer import Trainer
+
+    other = load_config(None, TINY + rcs_sets + [f"out_dir={tmp_path / 'x'}", "seed=5",
+                                                  f"selection.coreset={coreset}"])
+    with pytest.raises(CoresetError, match="validation"):
+        Trainer(other, resume="none").coreset_file(coreset)

@@ -20,6 +20,7 @@ from rcs import __version__
 COMMANDS = {
     "train": ("rcs.cli.train", "pretrain an encoder (ACL/AIR/DynACL/SAT) with a coreset schedule"),
     "select": ("rcs.cli.select", "compute a coreset (RCS or a baseline) from a checkpoint"),
+    "coreset": ("rcs.cli.coreset", "look at a coreset file: size, class histogram, overlap"),
     "finetune": ("rcs.cli.finetune", "fine-tune a pretrained encoder (SLF / ALF / AFF)"),
     "eval": ("rcs.cli.evaluate", "evaluate a classifier: clean, PGD-20, AutoAttack, corruptions"),
     "export": ("rcs.cli.export", "write an encoder or classifier as state_dict + safetensors + "

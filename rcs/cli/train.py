@@ -37,10 +37,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fraction", type=float, default=None,
                    help="coreset fraction k in (0, 1] (sets selection.fraction)")
     p.add_argument("--epochs", type=int, default=None, help="sets train.epochs")
+    p.add_argument("--until-epoch", dest="until_epoch", type=int, default=None, metavar="E",
+                   help="train through epoch E of the configured schedule and stop there with a "
+                        "checkpoint (e.g. a warm-up job; the same command without it continues)")
+    p.add_argument("--init", default=None, metavar="CHECKPOINT",
+                   help="start from this pretraining checkpoint's weights (sets train.init; "
+                        "not a resume: a folder that already holds a run refuses it unless "
+                        "--resume none)")
+    p.add_argument("--init-continue", dest="init_continue", action="store_true", default=None,
+                   help="with --init: also continue its optimizer, epoch and lr schedule "
+                        "(a shared warm-up; sets train.init_continue)")
+    p.add_argument("--coreset", default=None, metavar="FILE",
+                   help="use this coreset (`rcs select --out FILE`) at the run's first "
+                        "selection instead of selecting (sets selection.coreset); later "
+                        "selections follow selection.every (0: keep it to the end)")
     p.add_argument("--resume", default="auto",
                    help="auto: continue OUT/checkpoint.pt when it exists (default); none: start "
                         "fresh, keeping an older run in OUT/previous/<time>/; or the path of a "
                         "checkpoint to continue from (with its settings)")
+
+
+FLAGS = (("method", "train.method"), ("selector", "selection.method"),
+         ("fraction", "selection.fraction"), ("epochs", "train.epochs"),
+         ("init", "train.init"), ("init_continue", "train.init_continue"),
+         ("coreset", "selection.coreset"))
+"""``rcs train`` flags and the config keys they set (also used by ``rcs submit train``)."""
+
+
+def flag_overrides(args: argparse.Namespace) -> list[str]:
+    """``key=value`` overrides for the ``rcs train`` flags given in ``args``."""
+    out = []
+    for flag, key in FLAGS:
+        value = getattr(args, flag, None)
+        if value is not None and value is not False:
+            out.append(f"{key}={value}")
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,15 +79,10 @@ def run(args: argparse.Namespace) -> int:
     from rcs.train.signals import TrainingInterrupted
     from rcs.train.trainer import Trainer
 
-    extra = []
-    for flag, key in (("method", "train.method"), ("selector", "selection.method"),
-                      ("fraction", "selection.fraction"), ("epochs", "train.epochs")):
-        if getattr(args, flag) is not None:
-            extra.append(f"{key}={getattr(args, flag)}")
-    cfg = resolve_config(args, extra)
+    cfg = resolve_config(args, flag_overrides(args))
     trainer = Trainer(cfg, resume=args.resume)
     try:
-        summary = trainer.fit()
+        summary = trainer.fit(until_epoch=args.until_epoch)
     except TrainingInterrupted as e:
         print(f"rcs train: {e}. Run the same command again to resume.")
         return 128 + e.signum

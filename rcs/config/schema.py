@@ -264,6 +264,13 @@ class TrainConfig:
     progress p (the share of the run done, in train.lr_schedule's unit), as in BYOL."""
     byorl_pred_hidden: int = 0
     """BYORL: hidden width of the predictor (0 = that of the projector head)."""
+    init: str = ""
+    """A pretraining checkpoint whose model (and method-owned modules) this run starts from
+    (`rcs train --init`; not a resume: this run has its own folder and settings)."""
+    init_continue: bool = False
+    """With init: also take its optimizer state, epoch, step and samples seen, so the lr
+    schedule and the selection schedule go on from there (a shared warm-up); otherwise both
+    start fresh."""
     bn_recalibration: int = 2
     """After each epoch trained on a coreset, re-estimate every BN layer's running statistics
     (the ones attacks, selections and fine-tuning use) from this many random full-data batches
@@ -403,7 +410,12 @@ class SelectionConfig:
     warmup_epochs: int = 100
     """Full-data epochs before the first selection (E_w)."""
     every: int = 20
-    """Epochs between selections (F)."""
+    """Epochs between selections (F); 0 = select once, before epoch warmup_epochs + 1, and keep
+    that coreset for the rest of the run."""
+    coreset: str = ""
+    """A coreset file (`rcs select`'s .npz) used at the run's first selection instead of
+    selecting; it must come from this dataset and validation split. Later selections follow
+    `every` (0: train on the file's coreset to the end)."""
     rounds: int = 20
     """Greedy rounds R (m = ceil(n / R) picks per round); rounds = n is plain greedy."""
     eta: float = 0.01
@@ -459,7 +471,7 @@ class SelectionConfig:
         _check(0.0 < self.fraction <= 1.0,
                f"selection.fraction={self.fraction} must be in (0, 1] (e.g. 0.2 keeps 20%)")
         _check(self.warmup_epochs >= 0, "selection.warmup_epochs must be >= 0")
-        _check(self.every > 0, "selection.every must be > 0")
+        _check(self.every >= 0, "selection.every must be >= 0 (0 = select once, never again)")
         _check(self.rounds > 0, "selection.rounds must be > 0")
         _check(self.eta > 0, "selection.eta must be > 0")
         _check(0.0 < self.pool <= 1.0, f"selection.pool={self.pool} must be in (0, 1]")

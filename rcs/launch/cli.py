@@ -122,12 +122,9 @@ def _train_config(args: argparse.Namespace, more: list[str]) -> Any:
 
     a = copy.copy(args)
     a.overrides = list(args.overrides or []) + list(more)
-    extra = []  # as rcs.cli.train applies its flags
-    for flag, key in (("method", "train.method"), ("selector", "selection.method"),
-                      ("fraction", "selection.fraction"), ("epochs", "train.epochs")):
-        if getattr(a, flag, None) is not None:
-            extra.append(f"{key}={getattr(a, flag)}")
-    return resolve_config(a, extra)
+    from rcs.cli.train import flag_overrides
+
+    return resolve_config(a, flag_overrides(a))  # as rcs.cli.train applies its flags
 
 
 def plan(command: str, args: argparse.Namespace, rest: list[str],

@@ -132,15 +132,11 @@ class RcsJob(submitit.helpers.Checkpointable):
     # ------------------------------------------------------------------ train
     def _train(self, args: Any, env: Any, rank: int, requeued: bool) -> dict[str, Any]:
         from rcs.cli.common import resolve_config
+        from rcs.cli.train import flag_overrides
         from rcs.train.signals import StopFlag, TrainingInterrupted
         from rcs.train.trainer import Trainer
 
-        extra = []  # the flags of `rcs train`, as rcs.cli.train applies them
-        for flag, key in (("method", "train.method"), ("selector", "selection.method"),
-                          ("fraction", "selection.fraction"), ("epochs", "train.epochs")):
-            if getattr(args, flag, None) is not None:
-                extra.append(f"{key}={getattr(args, flag)}")
-        cfg = resolve_config(args, extra)
+        cfg = resolve_config(args, flag_overrides(args))  # as `rcs train` applies its flags
         resume = args.resume
         if requeued and (resume == "none" or (Path(cfg.out_dir) / "checkpoint.pt").exists()):
             resume = "auto"  # a requeued run continues from its own checkpoint
@@ -148,7 +144,7 @@ class RcsJob(submitit.helpers.Checkpointable):
         flag = StopFlag((signal.SIGTERM, signal.SIGUSR1, usr))
         trainer = Trainer(cfg, resume=resume, stop=flag)
         try:
-            summary = trainer.fit()
+            summary = trainer.fit(until_epoch=getattr(args, "until_epoch", None))
         except TrainingInterrupted as e:
             _log(f"rank {rank}: {e}")
             self._after_interrupt(flag, usr, rank)

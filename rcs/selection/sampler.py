@@ -90,9 +90,9 @@ class ReselectionSchedule:
     """
 
     def __init__(self, warmup_epochs: int = 100, every: int = 20):
-        if warmup_epochs < 0 or every < 1:
-            raise ValueError(f"need warmup_epochs >= 0 and every >= 1, got {warmup_epochs}, "
-                             f"{every}")
+        if warmup_epochs < 0 or every < 0:
+            raise ValueError(f"need warmup_epochs >= 0 and every >= 0 (0 = select once), got "
+                             f"{warmup_epochs}, {every}")
         self.warmup_epochs, self.every = int(warmup_epochs), int(every)
 
     @classmethod
@@ -107,6 +107,8 @@ class ReselectionSchedule:
 
     def should_select(self, epoch: int) -> bool:
         """True at ``warmup_epochs + 1 + j * every`` (j >= 0): select before this epoch."""
+        if self.every == 0:  # select once
+            return epoch == self.warmup_epochs + 1
         return epoch > self.warmup_epochs and (epoch - self.warmup_epochs - 1) % self.every == 0
 
     def last_selection(self, epoch: int) -> int | None:
@@ -114,6 +116,8 @@ class ReselectionSchedule:
         handy on resume to check the checkpoint holds the right coreset."""
         if self.is_warmup(epoch):
             return None
+        if self.every == 0:
+            return self.warmup_epochs + 1
         return self.warmup_epochs + 1 + (epoch - self.warmup_epochs - 1) // self.every * self.every
 
     def __repr__(self) -> str:

@@ -144,6 +144,8 @@ class Trainer:
         self.logger = MetricsLogger.from_config(self.out / "metrics.jsonl", cfg,
                                                 enabled=self.env.is_main)
         self._resume(resume)
+        if cfg.train.init and self.progress.step == 0 and self.progress.epoch == 1:
+            self.init_from(cfg.train.init, cfg.train.init_continue)  # a fresh run only
 
     # ----------------------------------------------------------------- schedule
     def uses_coreset(self, epoch: int) -> bool:
@@ -244,6 +246,27 @@ class Trainer:
         if self.env.is_main:
             print(run_guard.resume_line(path, self.progress, self.cfg.train.epochs), flush=True)
 
+    def coreset_file(self, path: str | Path) -> Coreset:
+        """The coreset in ``path`` (``rcs select``'s .npz), checked against this run: same
+        dataset (length and fingerprint), no validation image, only candidates, the budget."""
+        from rcs.errors import CoresetError
+
+        cs = Coreset.load(path, dataset_len=len(self.dataset),
+                          fingerprint=self.dataset.fingerprint())
+        inval = np.intersect1d(cs.indices, self.val)
+        if len(inval):
+            raise CoresetError(
+                f"coreset '{path}' holds {len(inval)} of this run's validation images: it was "
+                "selected with another validation split (data.val_fraction or seed differ); "
+                "select again with this run's config")
+        want = budget(self.cfg.selection.fraction, len(self.candidates))
+        if len(cs) != want:
+            raise CoresetError(f"coreset '{path}' has {len(cs)} images but this run's "
+                               f"selection.fraction={self.cfg.selection.fraction} needs {want}; "
+                               "set the same fraction as the selection")
+        cs.meta["file"] = str(path)
+        return cs
+
     def init_from(self, path: str | Path, continue_schedule: bool = False) -> None:
         """Start this fresh run from the weights of pretraining checkpoint ``path`` (model and
         method-owned modules and state): e.g. a warm-up shared by runs that differ in seed or
@@ -280,14 +303,17 @@ class Trainer:
         t0 = time.perf_counter()
         coreset = None
         broadcast_buffers(self.model, self.env)  # every rank selects with rank 0's model
-        if self.env.is_main or self.sharded_selection:
+        given = self.cfg.selection.coreset and self.progress.selections == 0
+        if given and self.env.is_main:
+            coreset = self.coreset_file(self.cfg.selection.coreset)
+        elif not given and (self.env.is_main or self.sharded_selection):
             ctx = SelectionContext(
                 dataset=self.dataset, candidates=self.candidates, val=self.val,
                 fraction=self.cfg.selection.fraction, seed=self.cfg.seed + self.cfg.selection.seed,
                 model=self.model, augment=self.augment, device=self.device, cfg=self.cfg,
                 epoch=epoch)
             coreset = self.selector.select(ctx)
-            if self.env.is_main:
+        if coreset is not None and self.env.is_main:
                 coreset.save(self.out / "coresets" / f"epoch_{epoch:04d}.npz")
         idx = broadcast_indices(torch.from_numpy(coreset.indices) if coreset else None,
                                 self.env, self.device)
@@ -459,5 +485,9 @@ class Trainer:
             "total_seconds": p.train_seconds + p.select_seconds,
             "final_loss": records[-1]["loss"] if records else None,
             "world_size": self.env.world_size, "device": str(self.device),
+            "init": ({"checkpoint": self.cfg.train.init,
+                      "continue_schedule": self.cfg.train.init_continue}
+                     if self.cfg.train.init else None),
+            "coreset_file": self.cfg.selection.coreset or None,
             "checkpoint": str(self.ckpt_path),
         }
