@@ -67,7 +67,10 @@ def test_reselection_schedule():
     cfg = RunConfig()
     assert ReselectionSchedule.from_config(cfg).every == cfg.selection.every
     with pytest.raises(ValueError):
-        ReselectionSchedule(1, 0)
+        ReselectionSchedule(1, -1)
+    once = ReselectionSchedule(2, 0)  # every=0: one selection, its coreset to the end
+    assert [e for e in range(1, 10) if once.should_select(e)] == [3]
+    assert [once.last_selection(e) for e in (2, 3, 9)] == [None, 3, 3]
 
 
 def test_coreset_show_prints_size_histogram_and_overlap(tmp_path, capsys):
