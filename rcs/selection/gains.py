@@ -22,6 +22,12 @@ import torch
 from rcs.selection.per_sample import HeadFn, Objective, Params, per_sample_gains, unflatten
 
 
+def feature_rows(store, lo: int, hi: int, views: int,
+                 device: torch.device | str = "cpu") -> torch.Tensor:
+    """Cached feature rows ``lo:hi`` of a feature store as ``[hi - lo, views, D]``."""
+    return torch.from_numpy(store.rows(np.arange(lo, hi))).to(device).view(hi - lo, views, -1)
+
+
 class ExactGains:
     """``search(q, m, excluded) -> (ids, scores)``: top-``m`` units by exact gain (ties to the
     lower id), the same contract as :class:`rcs.selection.retrieval.Retriever`."""
@@ -43,8 +49,7 @@ class ExactGains:
         out = []
         for lo in range(0, self.n, self.chunk):
             hi = min(self.n, lo + self.chunk)
-            f = torch.from_numpy(self.feats.rows(np.arange(lo, hi))).to(self.device)
-            f = f.view(hi - lo, self.views, -1)
+            f = feature_rows(self.feats, lo, hi, self.views, self.device)
             y = None if self.labels is None else self.labels[lo:hi]
             with torch.no_grad():
                 g = per_sample_gains(self.obj, self.head, f, direction, y, self.params)

@@ -49,7 +49,7 @@ from rcs.selection.api import (
     net_from_model,
 )
 from rcs.selection.base import Coreset, SelectionContext, class_quotas, register_selector
-from rcs.selection.gains import ExactGains
+from rcs.selection.gains import ExactGains, feature_rows
 from rcs.selection.greedy import greedy_rounds
 from rcs.selection.per_sample import HeadFn, Objective, mean_grad, per_sample_grads
 from rcs.selection.rd import RDValidation
@@ -332,7 +332,7 @@ class RCSSelector:
             pos, groups = positions(units), []
             for c in np.unique(pos // bsz):
                 lo, hi = int(c) * bsz, min(n, (int(c) + 1) * bsz)
-                f = torch.from_numpy(feats.rows(np.arange(lo, hi))).to(dev).view(hi - lo, views, -1)
+                f = feature_rows(feats, lo, hi, views, dev)
                 p = torch.from_numpy(pos[pos // bsz == c] - lo).to(dev)
                 groups.append((f, None if lab_t is None else lab_t[lo:hi], p))
             # η per candidate_batch picked, as the published greedy steps η per picked
@@ -347,15 +347,14 @@ class RCSSelector:
             return as_query(qn)
 
         t_g = time.perf_counter()
+        sizes = np.diff(np.r_[np.arange(0, n, bsz), n]) if batch_mode else None
+        n_units = n if sizes is None else len(sizes)
         if stores["g"] is None:  # exact gains from the cached features
             retr = ExactGains(obj, head, feats, n, bsz, lab_t, batch_mode, device=dev)
-            n_units = math.ceil(n / bsz) if batch_mode else n
             as_query = lambda v: v.float().cpu().numpy()  # noqa: E731
         else:
             retr = Retriever(stores["g"], sc.index, seed=int(ctx.seed))
-            n_units = stores["g"].n
             as_query = lambda v: sketch(v[None])[0].cpu().numpy()  # noqa: E731
-        sizes = np.diff(np.r_[np.arange(0, n, bsz), n]) if batch_mode else None
         groups = quotas = None
         if sc.class_balanced:
             if labels is None:

@@ -225,15 +225,7 @@ class Trainer:
             return
         state = load_checkpoint(path, map_location=self.device)
         changed = run_guard.check_resume(state, self.cfg, path, self.out, self.env.is_main)
-        ds = state.get("dataset", {})
-        if ds.get("fingerprint") not in (None, self.dataset.fingerprint()):
-            raise CheckpointError(f"checkpoint '{path}' was trained on another dataset "
-                                  "(fingerprint differs); use a new --out folder or the same data")
-        load_state_dict_strict(self.model, state["model"])
-        if len(self.extras):
-            load_state_dict_strict(self.extras, state.get("extras", {}),
-                                   what=f"modules of method {self.cfg.train.method} (extras)")
-        self.method.load_state_dict(state.get("method", {}))
+        self._load_weights(state, f"checkpoint '{path}'")
         self.optimizer.load_state_dict(state["optimizer"])
         self.progress = Progress(**state["progress"])
         set_rng_state(state["rng"])
@@ -246,9 +238,28 @@ class Trainer:
         if self.env.is_main:
             print(run_guard.resume_line(path, self.progress, self.cfg.train.epochs), flush=True)
 
+    def _load_weights(self, state: dict[str, Any], what: str) -> None:
+        """Model, method-owned modules and method state of a checkpoint of this dataset
+        (``what`` names it in errors); resume and init both load through here."""
+        if state.get("dataset", {}).get("fingerprint") not in (None, self.dataset.fingerprint()):
+            raise CheckpointError(f"{what} was trained on another dataset (fingerprint "
+                                  "differs); use a new --out folder or the same data")
+        load_state_dict_strict(self.model, state["model"], what=what)
+        if len(self.extras):
+            load_state_dict_strict(self.extras, state.get("extras", {}),
+                                   what=f"modules of method {self.cfg.train.method} in {what}")
+        self.method.load_state_dict(state.get("method", {}))
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast when train.amp asks for it (GPU by default), else nothing."""
+        if self.amp:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def coreset_file(self, path: str | Path) -> Coreset:
         """The coreset in ``path`` (``rcs select``'s .npz), checked against this run: same
-        dataset (length and fingerprint), no validation image, only candidates, the budget."""
+        dataset (length and fingerprint), no validation image (the rest are candidates), the
+        budget."""
         from rcs.errors import CoresetError
 
         cs = Coreset.load(path, dataset_len=len(self.dataset),
@@ -279,14 +290,7 @@ class Trainer:
             raise CheckpointError(f"init_from('{path}'): this run has already trained (epoch "
                                   f"{self.progress.epoch}); start it with resume='none'")
         state = load_checkpoint(path, map_location=self.device)
-        if state.get("dataset", {}).get("fingerprint") not in (None, self.dataset.fingerprint()):
-            raise CheckpointError(f"init checkpoint '{path}' was trained on another dataset "
-                                  "(fingerprint differs)")
-        load_state_dict_strict(self.model, state["model"], what=f"init checkpoint '{path}'")
-        if len(self.extras):
-            load_state_dict_strict(self.extras, state.get("extras", {}),
-                                   what=f"modules of method {self.cfg.train.method} in '{path}'")
-        self.method.load_state_dict(state.get("method", {}))
+        self._load_weights(state, f"init checkpoint '{path}'")
         if continue_schedule:
             done = Progress(**state["progress"])
             if done.batch:
@@ -314,7 +318,7 @@ class Trainer:
                 epoch=epoch)
             coreset = self.selector.select(ctx)
         if coreset is not None and self.env.is_main:
-                coreset.save(self.out / "coresets" / f"epoch_{epoch:04d}.npz")
+            coreset.save(self.out / "coresets" / f"epoch_{epoch:04d}.npz")
         idx = broadcast_indices(torch.from_numpy(coreset.indices) if coreset else None,
                                 self.env, self.device)
         self.coreset = coreset if coreset is not None else Coreset(idx.numpy())
@@ -404,16 +408,13 @@ class Trainer:
         rng = np.random.default_rng([cfg.seed, epoch, self.env.rank, 0xB7])
         idx = rng.choice(self.candidates, min(len(self.candidates),
                                               cfg.train.bn_recalibration * bs), replace=False)
-        autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp
-                    else contextlib.nullcontext())
-
         def forward(b: int) -> None:
             part = idx[b * bs:(b + 1) * bs]
             x, y = self.dataset.get_batch(part)
             gen = torch.Generator(device=self.device).manual_seed(
                 step_seed(cfg.seed, epoch, 2**31 + b, self.env.rank))
             self.method.prepare_batch(part)
-            with autocast:
+            with self._autocast():
                 self.method.step(self.forward, self.model, x.to(self.device),
                                  None if y is None else y.to(self.device), self.augment, gen)
 
@@ -441,10 +442,8 @@ class Trainer:
         batch_samples = len(idx) * self.env.world_size
         set_lr(self.optimizer, self.lr_for_step(epoch, bi, n_batches,
                                                 p.samples_seen + batch_samples))
-        autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp
-                    else contextlib.nullcontext())
         self.method.prepare_batch(idx)
-        with autocast:
+        with self._autocast():
             out = self.method.step(self.forward, self.model, x, y, self.augment, gen)
         loss = out.loss.float()
         value = float(loss.detach())
