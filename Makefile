@@ -22,5 +22,6 @@ slurm-up:              ## start the local SLURM cluster (root; idempotent; see s
 slurm-down:            ## stop it
 	bash slurm/stop_cluster.sh
 
-lint: setup
+lint: setup            ## ruff, and the layer contract of pyproject.toml (docs/ARCHITECTURE.md)
 	.venv/bin/ruff check .
+	.venv/bin/lint-imports

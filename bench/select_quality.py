@@ -80,7 +80,7 @@ def warm_model(args: argparse.Namespace) -> Any:
 def measure_rd(net: Any, head: Any, images: torch.Tensor, steps: int, distance: str,
                eps: float, seed: int) -> float:
     """RD(U) at ``head.params`` after a fresh PGD attack against that head."""
-    from rcs.selection.rd import RDValidation
+    from rcs.selection.validation import RDValidation
 
     rdv = RDValidation(net.features, head, images, distance, net.bn, eps, steps, None,
                        512, (seed, 99))

@@ -39,6 +39,19 @@ class RunFolderError(RCSError):
     """A run folder holds another run, or another process is writing it."""
 
 
+class LaunchError(RCSError):
+    """A SLURM job could not be submitted (no SLURM here, sbatch refused it, bad settings)."""
+
+
+class JobFailedError(LaunchError):
+    """A submitted SLURM job raised, was cancelled, or ended without a result."""
+
+    def __init__(self, message: str, job_id: str = "", state: str = ""):
+        super().__init__(message)
+        self.job_id = job_id
+        self.state = state
+
+
 class RCSWarning(UserWarning):
     """A legal but suspicious value (the CLI prints these as one ``warning:`` line)."""
 

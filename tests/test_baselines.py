@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from baselines.facility import SparseSimilarity, fl_value, knn_similarity, lazy_greedy
-from baselines.gradnorm import GradNormSelector, top_k
-from baselines.kcenter import KCenterSelector, covering_radius, kcenter_greedy
 from rcs.config.schema import ModelConfig
 from rcs.data import ImageDataset, train_val_split
 from rcs.models import build_model
 from rcs.selection import SelectionContext, build_selector
+from rcs.selection.facility import SparseSimilarity, fl_value, knn_similarity, lazy_greedy
+from rcs.selection.gradnorm import GradNormSelector, top_k
+from rcs.selection.kcenter import KCenterSelector, covering_radius, kcenter_greedy
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
@@ -238,7 +238,7 @@ def test_gradnorm_keeps_the_largest_scores(model, data):
 def test_gradnorm_scores_are_norms_of_the_full_per_sample_gradients(model, data):
     """Scores (reduced chunk by chunk, scattered by position) == norms of the unreduced
     per-sample head gradients of the same views; and more repeats average more draws."""
-    from baselines.common import Settings, head_gradients
+    from rcs.selection.baseline_grads import Settings, head_gradients
 
     ds, cand, val = data
     sel = GradNormSelector(None, batch=16, attack_steps=1)

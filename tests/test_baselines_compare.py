@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from baselines.compare import CompareSpec, Job, plan, run_job
-from baselines.results import mean_std, summarize
+from rcs.compare.results import mean_std, summarize
+from rcs.compare.study import CompareSpec, Job, plan, run_job
 from rcs.errors import ConfigError, NotAvailableError
 
 TINY = [
@@ -74,7 +74,7 @@ def test_spec_validation():
 
 def test_shared_warmup_gives_the_same_run_as_training_from_scratch(tmp_path):
     """The shared warm-up must not change a run: same weights and coresets as from scratch."""
-    from rcs.train.checkpoint import load_checkpoint
+    from rcs.utils.checkpoint_io import load_checkpoint
 
     job = Job("kcenter", 0.5, 3)
     runs = []
@@ -151,8 +151,8 @@ def test_compare_end_to_end_and_reuse(tmp_path, capsys):
 def test_finished_runs_survive_new_config_keys_but_not_changed_ones(tmp_path):
     """A run made before the config schema gained a key is reused (the new key holds its
     default); a run whose settings differ on a shared key is refused."""
-    from baselines.runs import _config_dict, _hash
-    from rcs.train.checkpoint import load_checkpoint, save_checkpoint
+    from rcs.compare.runs import _config_dict, _hash
+    from rcs.utils.checkpoint_io import load_checkpoint, save_checkpoint
 
     spec = CompareSpec(None, ["random"], [0.5], [0], str(tmp_path), overrides=TINY,
                        share_warmup=False)
@@ -204,7 +204,7 @@ def test_compare_as_job_arrays(tmp_path, executor):
     launch = pytest.importorskip("rcs.launch")
     if not hasattr(launch, "submit_array"):
         pytest.skip("rcs.launch has no submit_array")
-    from baselines.compare import compare
+    from rcs.compare.study import compare
 
     spec = CompareSpec(None, ["random", "full"], [0.5], [0], str(tmp_path / "o"),
                        overrides=TINY + ["train.epochs=2", f"slurm.executor={executor}",
@@ -220,7 +220,7 @@ def test_compare_as_job_arrays(tmp_path, executor):
 def test_compare_slurm_without_launcher_is_a_clear_error(tmp_path, monkeypatch):
     import sys
 
-    from baselines.compare import compare
+    from rcs.compare.study import compare
 
     monkeypatch.setitem(sys.modules, "rcs.launch", None)  # as if rcs.launch were absent
     spec = CompareSpec(None, ["random"], [0.5], [0], str(tmp_path), overrides=TINY)

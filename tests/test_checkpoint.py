@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from rcs.errors import CheckpointError
-from rcs.train.checkpoint import (
+from rcs.utils.checkpoint_io import (
     coreset_from_state,
     coreset_to_state,
     load_checkpoint,
@@ -60,7 +60,7 @@ def test_kill_mid_write_keeps_previous(tmp_path):
     save_checkpoint(path, {"value": torch.tensor([1.0])})
     code = textwrap.dedent(f"""
         import torch, sys
-        from rcs.train.checkpoint import save_checkpoint
+        from rcs.utils.checkpoint_io import save_checkpoint
         big = {{"value": torch.tensor([2.0]), "blob": torch.zeros(60_000_000)}}
         print("start", flush=True)
         while True:

@@ -23,7 +23,7 @@ from rcs.models import (
     revert_multibn,
     single_bn_state_dict,
 )
-from rcs.train.checkpoint import load_state_dict_strict
+from rcs.utils.checkpoint_io import load_state_dict_strict
 
 
 class Block(nn.Module):

@@ -9,7 +9,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from rcs.losses import nt_xent
-from rcs.train.distributed import DistEnv, broadcast_indices, gather_batch
+from rcs.utils.distributed import DistEnv, broadcast_indices, gather_batch
 
 
 def _worker(rank: int, world: int, init_file: str, out: dict) -> None:

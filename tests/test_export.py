@@ -12,7 +12,6 @@ import torch
 from rcs.cli.main import main
 from rcs.config import load_config, to_dict
 from rcs.errors import CheckpointError, ConfigError
-from rcs.finetune.checkpoint import load_classifier, save_classifier
 from rcs.finetune.export import export_checkpoint
 from rcs.models import (
     build_exported,
@@ -22,7 +21,8 @@ from rcs.models import (
     multi_bn_layers,
     single_bn_state_dict,
 )
-from rcs.train.checkpoint import save_checkpoint
+from rcs.models.pretrained import load_classifier, save_classifier
+from rcs.utils.checkpoint_io import save_checkpoint
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 TINY = ["data.name=synthetic", "data.synthetic_size=64", "model.width=4", "model.blocks=[1]",

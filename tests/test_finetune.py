@@ -22,7 +22,7 @@ from rcs.finetune import (
 )
 from rcs.finetune.protocol import ModeSettings
 from rcs.models import build_model, multi_bn_layers
-from rcs.train.checkpoint import save_checkpoint
+from rcs.utils.checkpoint_io import save_checkpoint
 
 TINY = ["data.name=synthetic", "data.synthetic_size=64", "model.width=4", "model.blocks=[1]",
         "model.head_dim=8", "device=cpu", "eval.pgd.steps=2"]
@@ -223,7 +223,7 @@ def test_aff_attack_is_the_trades_kl_attack(pretrained, tmp_path, monkeypatch):
 # ------------------------------------------------------------------ strict loading, resume
 def test_checkpoint_with_missing_keys_fails_loudly(pretrained, tmp_path, capsys):
     from rcs.cli.main import main
-    from rcs.train.checkpoint import load_checkpoint
+    from rcs.utils.checkpoint_io import load_checkpoint
 
     path, cfg, _ = pretrained
     state = load_checkpoint(path)
@@ -286,7 +286,7 @@ def test_interrupted_fine_tuning_resumes_to_the_same_head(pretrained, tmp_path, 
 
 
 def test_a_state_from_another_pretrained_model_is_never_resumed(pretrained, tmp_path):
-    from rcs.train.checkpoint import load_checkpoint
+    from rcs.utils.checkpoint_io import load_checkpoint
 
     path, cfg, _ = pretrained
     ds, idx = dataset(cfg)

@@ -118,7 +118,8 @@ def test_sweep_points():
 
 
 def _plan(argv):
-    from rcs.launch.cli import plan, slurm_parser
+    from rcs.cli.slurm_flags import slurm_parser
+    from rcs.cli.slurm_options import plan
 
     sargs, rest = slurm_parser().parse_known_args(argv[1:])
     return plan(argv[0], build_parser().parse_args([argv[0]] + rest), rest, sargs)
@@ -153,7 +154,7 @@ def test_plan_strips_slurm_options_and_lays_out_runs(tmp_path):
 def test_global_batch_must_split_over_the_jobs_ranks(tmp_path):
     """train.batch_size is the global batch: a job whose ranks do not divide it is refused
     before it is submitted (also per sweep point); per_rank_batch gives each rank's share."""
-    from rcs.train.distributed import per_rank_batch
+    from rcs.utils.distributed import per_rank_batch
 
     assert per_rank_batch(512, 8) == 64 and per_rank_batch(512, 1) == 512
     with pytest.raises(ConfigError, match=r"train.batch_size=512 is the global batch \(all "
@@ -212,7 +213,7 @@ def test_collect_sweep_table(tmp_path):
 
 # ----------------------------------------------------------------------------- the job
 def test_checkpoint_returns_a_resuming_resubmission():
-    from rcs.launch.job import RcsJob
+    from rcs.cli.slurm_job import RcsJob
 
     job = RcsJob(["train", "--out", "x", "--resume", "none"])
     again = job.checkpoint()
@@ -246,8 +247,8 @@ def test_export_distributed(monkeypatch):
 def test_after_interrupt_requeues_through_submitit_on_rank0(monkeypatch):
     """Rank 0 with submitit's signal received hands over to submitit's handler (which
     requeues and exits); SIGTERM alone (scancel) exits without a result."""
-    from rcs.launch import job as jobmod
-    from rcs.train.signals import StopFlag
+    from rcs.cli import slurm_job as jobmod
+    from rcs.utils.signals import StopFlag
 
     class Handed(Exception):
         pass
@@ -297,8 +298,8 @@ def _train_rank(rank: int, world: int, port: int, out: str) -> None:
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank), OMP_NUM_THREADS="1",
                       RCS_QUIET="1")
     torch.set_num_threads(1)
-    from rcs.train.distributed import cleanup
     from rcs.train.trainer import Trainer
+    from rcs.utils.distributed import cleanup
 
     trainer = Trainer(load_config(None, TINY + [f"out_dir={out}"]), resume="none")
     assert trainer.sharded_selection

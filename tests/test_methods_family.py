@@ -22,7 +22,7 @@ from rcs.losses import (
     nt_xent,
     rocl_nt_xent,
 )
-from rcs.train.checkpoint import load_checkpoint
+from rcs.utils.checkpoint_io import load_checkpoint
 from tests.test_methods_more import TINY, StopAfter
 
 SINGLE = ["model.bn_names=[normal]", "model.head=rocl"]
@@ -199,8 +199,8 @@ def test_memory_larger_than_the_dataset_is_a_clear_error():
 
 @pytest.mark.parametrize("method", ["adco", "caco"])
 def test_mid_epoch_resume_restores_bank_velocity_and_key_encoder_exactly(tmp_path, method):
-    from rcs.train.signals import TrainingInterrupted
     from rcs.train.trainer import Trainer
+    from rcs.utils.signals import TrainingInterrupted
 
     extra = ["train.epochs=3"]
     Trainer(cfg_for(method, *extra, out=tmp_path / "ref"), resume="none").fit()

@@ -12,7 +12,7 @@ import torch
 
 from rcs.config import load_config
 from rcs.errors import ConfigError
-from rcs.train.checkpoint import load_checkpoint
+from rcs.utils.checkpoint_io import load_checkpoint
 
 pytestmark = pytest.mark.filterwarnings("ignore:AdvCL pseudo-labels:UserWarning")
 
@@ -45,7 +45,7 @@ def cfg_for(method: str, *extra: str, out=None):
 def test_catalog_registry_cli_and_readme_agree():
     from pathlib import Path
 
-    from rcs.cli.main import build_parser
+    from rcs.cli.parser import build_parser
     from rcs.methods import method_names
     from rcs.methods.catalog import CATALOG
 
@@ -237,7 +237,7 @@ class StopAfter:
     """A StopFlag that asks the trainer to stop before the (n+1)-th step check."""
 
     def __init__(self, n: int):
-        from rcs.train.signals import StopFlag
+        from rcs.utils.signals import StopFlag
 
         self.flag, self.n, self.checks = StopFlag(signals=()), n, 0
 
@@ -260,8 +260,8 @@ class StopAfter:
 
 @pytest.mark.parametrize("method", ["byorl", "advcl"])
 def test_mid_epoch_resume_is_exact_with_method_state(tmp_path, method):
-    from rcs.train.signals import TrainingInterrupted
     from rcs.train.trainer import Trainer
+    from rcs.utils.signals import TrainingInterrupted
 
     extra = ["train.epochs=3", "train.advcl_pseudo_every=2"] if method == "advcl" else \
         ["train.epochs=3"]

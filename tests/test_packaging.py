@@ -125,7 +125,7 @@ def test_wheel_in_a_fresh_venv_trains_from_a_packaged_config(tmp_path):
 def _kcenter() -> None:
     import numpy as np
 
-    from baselines.kcenter import covering_radius
+    from rcs.selection.kcenter import covering_radius
 
     covering_radius(np.zeros((4, 2), np.float32), np.arange(2))
 
@@ -172,7 +172,7 @@ def test_declared_dependencies_are_the_ones_imported():
     core = modules(project["dependencies"])
     extras = set().union(*(modules(v) for v in project["optional-dependencies"].values()))
     imported: set[str] = set()
-    for folder in ("rcs", "baselines"):
+    for folder in ("rcs",):
         for f in (ROOT / folder).rglob("*.py"):
             for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
                 if isinstance(node, ast.Import):
@@ -180,7 +180,7 @@ def test_declared_dependencies_are_the_ones_imported():
                 elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                     imported.add(node.module.split(".")[0])
     third_party = {m for m in imported - set(sys.stdlib_module_names)
-                   if m not in ("rcs", "baselines")}
+                   if m != "rcs"}
     assert core <= imported, f"declared but never imported: {core - imported}"
     assert "scipy" in core and "scipy" in imported  # randomized smoothing's Clopper-Pearson
     # tensorboard comes in through torch.utils.tensorboard; autoattack is the reference repo

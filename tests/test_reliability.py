@@ -27,7 +27,7 @@ from torch import nn
 from rcs.cli.main import main
 from rcs.config import load_config
 from rcs.errors import ConfigError, DataError, RCSWarning
-from rcs.train.checkpoint import load_checkpoint
+from rcs.utils.checkpoint_io import load_checkpoint
 from rcs.utils.metrics import read_jsonl
 
 TINY = [
@@ -148,7 +148,7 @@ def test_selector_settings_may_change_only_before_the_first_selection(tmp_path, 
 
 def test_two_writers_of_one_run_folder(tmp_path, capsys):
     out = tmp_path / "run"
-    hold = ("import sys; from rcs.train.run_guard import lock_run; lock_run(sys.argv[1]); "
+    hold = ("import sys; from rcs.utils.run_guard import lock_run; lock_run(sys.argv[1]); "
             "print('locked', flush=True); sys.stdin.read()")
 
     def holder() -> subprocess.Popen:
@@ -260,7 +260,7 @@ def test_finetune_refuses_ignored_model_settings_and_too_few_labels(pretrained, 
 # ------------------------------------------------------------------------------ 3. tracebacks
 def test_cli_errors_that_were_tracebacks_are_one_line(pretrained, tmp_path, capsys):
     from rcs.config import ModelConfig
-    from rcs.finetune.checkpoint import build_classifier, save_classifier
+    from rcs.models.pretrained import build_classifier, save_classifier
 
     clf = tmp_path / "classifier.pt"
     mcfg = ModelConfig(width=4, blocks=[1])
@@ -470,7 +470,7 @@ def test_sigterm_mid_epoch_resumes_fine_tuning_exactly(tmp_path):
     from rcs.data import ImageDataset
     from rcs.finetune.loop import fit
     from rcs.finetune.protocol import ModeSettings
-    from rcs.train.signals import TrainingInterrupted
+    from rcs.utils.signals import TrainingInterrupted
 
     rng = np.random.default_rng(0)
     ds = ImageDataset(rng.integers(0, 256, (64, 4, 4, 3), dtype=np.uint8), rng.integers(0, 3, 64))
@@ -528,7 +528,7 @@ def test_slurm_jobs_are_checked_before_they_wait_in_the_queue(pretrained, tmp_pa
     one_line_error(capsys, main(["submit", *common, "finetune", "--checkpoint",
                                  str(tmp_path / "missing.pt")]), r"missing\.pt' does not exist")
     from rcs.config import ModelConfig
-    from rcs.finetune.checkpoint import build_classifier, save_classifier
+    from rcs.models.pretrained import build_classifier, save_classifier
 
     mcfg = ModelConfig(width=4, blocks=[1])
     clf = save_classifier(tmp_path / "clf.pt", build_classifier(mcfg, 10), mcfg, 10, {})

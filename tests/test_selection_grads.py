@@ -15,7 +15,7 @@ from rcs.selection.per_sample import (
     mean_grad,
     per_sample_grads,
 )
-from rcs.selection.rd import rd_grad, rd_loss
+from rcs.selection.validation import rd_grad, rd_loss
 
 B, D = 5, 6
 
@@ -244,7 +244,7 @@ def test_reused_adversarial_u_gives_the_same_q_as_recomputing_its_features():
     a fresh attack against the moved head gives another q (the attack is what is reused)."""
     from rcs.config.schema import ModelConfig
     from rcs.models import build_model
-    from rcs.selection.rd import RDValidation
+    from rcs.selection.validation import RDValidation
 
     torch.manual_seed(5)
     model = build_model(ModelConfig(arch="resnet18", width=4, blocks=[1, 1], head_dim=16))

@@ -123,7 +123,7 @@ def _release_requeued(job_id: str, restarts_before: int, timeout: float = 120) -
 
 
 def _weights(out: Path) -> dict[str, torch.Tensor]:
-    from rcs.train.checkpoint import load_checkpoint
+    from rcs.utils.checkpoint_io import load_checkpoint
 
     return load_checkpoint(out / "checkpoint.pt")["model"]
 
@@ -173,7 +173,7 @@ def test_preempted_and_timed_out_job_resumes_exactly(cluster, tmp_path):
     then signal it as SLURM does before a time limit (USR2 alone) after the resume: each time
     rank 0 checkpoints, the job requeues itself and resumes. Final weights and every coreset
     equal those of an uninterrupted run."""
-    from rcs.launch.cli import submit
+    from rcs.cli.slurm_options import submit
     from rcs.launch.submit import wait_for
 
     cfg = TINY + ["train.epochs=5", "selection.every=2", "data.synthetic_size=320"]
@@ -211,8 +211,8 @@ def test_preempted_and_timed_out_job_resumes_exactly(cluster, tmp_path):
 
 
 def test_cancelled_job_is_reported_failed(cluster, tmp_path):
-    from rcs.launch.cli import submit
-    from rcs.launch.errors import JobFailedError
+    from rcs.cli.slurm_options import submit
+    from rcs.errors import JobFailedError
     from rcs.launch.submit import wait_for
 
     out = tmp_path / "run"

@@ -104,7 +104,7 @@ def test_evaluate_reports_smoothing_and_the_config_validates():
 
 def test_slf_noise_sigma_adds_gaussian_noise_to_the_training_images():
     from rcs.config import load_config
-    from rcs.finetune.augment import crop_flip
+    from rcs.data.augment import crop_flip
     from rcs.finetune.linear import linear_step
     from rcs.models import Classifier
 

@@ -16,7 +16,7 @@ import torch
 
 from rcs.config import load_config
 from rcs.errors import NonFiniteLossError
-from rcs.train.checkpoint import load_checkpoint
+from rcs.utils.checkpoint_io import load_checkpoint
 from rcs.utils.metrics import read_jsonl
 
 TINY = [

@@ -3,11 +3,33 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from rcs.config import RunConfig, load_config, save_config
+
+
+def add_config_args(p: argparse.ArgumentParser, config_required: bool = False) -> None:
+    """The options every config-driven command shares: --config, --set, --out, --device."""
+    p.add_argument("--config", "-c", required=config_required, metavar="YAML",
+                   help="YAML config file (see configs/); defaults are used for missing keys")
+    p.add_argument("--set", "-s", dest="overrides", action="append", default=[],
+                   metavar="KEY=VALUE",
+                   help="override one config key with a dotted path, e.g. --set train.epochs=5 "
+                        "--set train.attack.eps=8/255 (repeatable; `rcs config keys` lists keys)")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="output folder of the run (overrides out_dir); the resolved config, "
+                        "metrics.jsonl and checkpoints are written there")
+    p.add_argument("--device", default=None, metavar="DEV",
+                   help="auto | cpu | cuda | cuda:N (overrides the config's device)")
+
+
+def add_threads_arg(p: argparse.ArgumentParser) -> None:
+    """``--threads N``: torch CPU threads of this process (see :func:`rcs.utils.threads`)."""
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads of this process (default: $RCS_THREADS, else "
+                        "$OMP_NUM_THREADS, else every core this process may use). Running "
+                        "several rcs processes on one machine, give each cores/processes")
 
 
 def resolve_config(args: argparse.Namespace, extra: list[str] | None = None) -> RunConfig:
@@ -30,9 +52,9 @@ def check_names(cfg: RunConfig) -> None:
 
     from rcs.errors import ConfigError
     from rcs.methods.base import method_names
-    from rcs.selection.base import SELECTORS, _load_plugins
+    from rcs.selection.base import SELECTORS, load_selectors
 
-    _load_plugins()
+    load_selectors()
     for key, name, valid in (("train.method", cfg.train.method, method_names()),
                              ("selection.method", cfg.selection.method, sorted(SELECTORS))):
         if name not in valid:
@@ -69,8 +91,3 @@ def print_table(rows: list[dict[str, Any]], columns: list[str] | None = None) ->
     print(text)
     return text
 
-
-def write_json(path: Path, obj: Any) -> None:
-    from rcs.utils.atomic import atomic_write_text
-
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str))

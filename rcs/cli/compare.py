@@ -100,7 +100,7 @@ def command_line(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from baselines.compare import CompareSpec, compare
+    from rcs.compare.study import CompareSpec, compare
 
     spec = CompareSpec(config=args.config,
                        selectors=[s.strip() for s in args.selectors.split(",") if s.strip()],

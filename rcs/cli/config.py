@@ -13,7 +13,7 @@ import argparse
 
 import yaml
 
-from rcs.cli.main import add_config_args
+from rcs.cli.common import add_config_args
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

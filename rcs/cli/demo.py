@@ -56,14 +56,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rcs.cli.common import print_table, write_json
+    from rcs.cli.common import print_table
     from rcs.config import load_config
     from rcs.finetune import finetune_config, load_pretrained, run_finetune
     from rcs.report import make_report
-    from rcs.selection.base import SELECTORS, _load_plugins
+    from rcs.selection.base import SELECTORS, load_selectors
     from rcs.train.trainer import Trainer
+    from rcs.utils.serialize import write_json
 
-    _load_plugins()
+    load_selectors()
     rows, runs = [], []
     for name in [s.strip() for s in args.selectors.split(",") if s.strip()]:
         if name not in SELECTORS:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 
-from rcs.cli.main import add_config_args
+from rcs.cli.common import add_config_args
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from rcs.cli.common import print_table, write_json
+    from rcs.cli.common import print_table
     from rcs.data import build_dataset
     from rcs.errors import DataError
     from rcs.evaluate import evaluate, headline
@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     from rcs.finetune.protocol import MODES
     from rcs.finetune.runner import check_test_labels, refresh_table
     from rcs.utils.device import resolve_device
+    from rcs.utils.serialize import write_json
 
     ckpt = Path(args.checkpoint)
     clf, meta = load_classifier(ckpt)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 
-from rcs.cli.main import add_config_args
+from rcs.cli.common import add_config_args
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     if not pre.complete:
         print("[finetune] warning: the pretraining run has not finished; fine-tuning its last "
               "checkpoint")
-    from rcs.train.signals import TrainingInterrupted
+    from rcs.utils.signals import TrainingInterrupted
 
     try:
         results = run_finetune(pre, cfg, modes, out, attacks, resume=args.resume == "auto")

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from rcs.data import Augment, build_dataset, train_val_split
     from rcs.models import build_model
     from rcs.selection.base import SelectionContext, build_selector
-    from rcs.train.checkpoint import load_checkpoint, load_state_dict_strict
+    from rcs.utils.checkpoint_io import load_checkpoint, load_state_dict_strict
     from rcs.utils.device import resolve_device
     from rcs.utils.metrics import MetricsLogger, coreset_fields
 
@@ -109,7 +109,7 @@ def _check_pretraining(state: dict, path: str, config: str | None) -> None:
     """`rcs select` needs a pretraining checkpoint (model weights and, without --config, the run
     config saved by `rcs train`)."""
     from rcs.errors import CheckpointError
-    from rcs.finetune.checkpoint import CLASSIFIER_KIND
+    from rcs.models.pretrained import CLASSIFIER_KIND
 
     if state.get("kind") == CLASSIFIER_KIND:
         raise CheckpointError(f"'{path}' is a fine-tuned classifier; `rcs select` needs the "

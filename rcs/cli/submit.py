@@ -27,7 +27,7 @@ JOBS = ("train", "select", "finetune", "eval", "collect")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from rcs.launch.cli import add_slurm_args
+    from rcs.cli.slurm_flags import add_slurm_args
 
     p.add_argument("job", choices=JOBS,
                    help="command to submit, or `collect DIR...` to tabulate a sweep's results")
@@ -38,11 +38,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rcs.launch.cli import collect_cli, slurm_flags, submit_cli
+    from rcs.cli.slurm_flags import slurm_flags
+    from rcs.cli.slurm_options import collect_cli, submit_cli
 
     # options placed before the command name land in args; pass them on with the rest
     pre: list[str] = []
-    from rcs.launch.cli import FLAGS, LIST_FLAGS
+    from rcs.cli.slurm_flags import FLAGS, LIST_FLAGS
 
     for opt, key, _, _ in [("--profile", "profile", None, "")] + FLAGS:
         v = slurm_flags(args).get(key)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import argparse
 
-from rcs.cli.main import add_config_args
+from rcs.cli.common import add_config_args
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -76,8 +76,8 @@ def flag_overrides(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from rcs.cli.common import print_table, resolve_config
-    from rcs.train.signals import TrainingInterrupted
     from rcs.train.trainer import Trainer
+    from rcs.utils.signals import TrainingInterrupted
 
     cfg = resolve_config(args, flag_overrides(args))
     trainer = Trainer(cfg, resume=args.resume)

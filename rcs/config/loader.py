@@ -22,6 +22,7 @@ import yaml
 
 from rcs.config.schema import RunConfig
 from rcs.errors import ConfigError
+from rcs.utils.serialize import to_dict
 
 T = TypeVar("T")
 _FRACTION = re.compile(r"^\s*([-+]?\d+(?:\.\d*)?(?:e[-+]?\d+)?)\s*/\s*(\d+(?:\.\d*)?)\s*$", re.I)
@@ -118,19 +119,6 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
             raise ConfigError(f"unknown config key '{where}'.{_closest(str(key), names, prefix)}")
         kwargs[key] = _coerce(value, hints[key], where)
     return cls(**kwargs)
-
-
-def to_dict(cfg: Any) -> dict[str, Any]:
-    """Plain dict (lists instead of tuples) suitable for YAML/JSON."""
-
-    def conv(v: Any) -> Any:
-        if dataclasses.is_dataclass(v):
-            return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
-        if isinstance(v, (list, tuple)):
-            return [conv(x) for x in v]
-        return v
-
-    return conv(cfg)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

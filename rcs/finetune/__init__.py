@@ -11,16 +11,8 @@
 
 from __future__ import annotations
 
+from rcs.data.augment import crop_flip
 from rcs.finetune.aff import finetune_aff
-from rcs.finetune.augment import crop_flip
-from rcs.finetune.checkpoint import (
-    Pretrained,
-    build_classifier,
-    load_classifier,
-    load_pretrained,
-    pretrained_model,
-    save_classifier,
-)
 from rcs.finetune.labels import label_fraction_subset
 from rcs.finetune.linear import finetune_linear, linear_classifier
 from rcs.finetune.loop import FitResult, fit, lr_at
@@ -31,6 +23,14 @@ from rcs.finetune.runner import (
     resolve_branch,
     results_table,
     run_finetune,
+)
+from rcs.models.pretrained import (
+    Pretrained,
+    build_classifier,
+    load_classifier,
+    load_pretrained,
+    pretrained_model,
+    save_classifier,
 )
 
 __all__ = [

@@ -22,12 +22,12 @@ import torch
 from rcs.attacks import attack_mode, objectives, pgd
 from rcs.config import RunConfig
 from rcs.data import ImageDataset
-from rcs.finetune.augment import crop_flip
-from rcs.finetune.checkpoint import Pretrained, pretrained_model
+from rcs.data.augment import crop_flip
 from rcs.finetune.loop import FitResult, fit, fit_identity
 from rcs.finetune.protocol import ModeSettings
 from rcs.losses import trades_loss
 from rcs.models import Classifier, RobustModel, export_classifier
+from rcs.models.pretrained import Pretrained, pretrained_model
 
 
 def aff_branches(cfg: RunConfig) -> tuple[str, str]:

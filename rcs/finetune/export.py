@@ -15,10 +15,10 @@ from typing import Any
 from torch import nn
 
 from rcs.errors import CheckpointError, ConfigError
-from rcs.finetune.checkpoint import CLASSIFIER_KIND, load_classifier, load_pretrained
 from rcs.models import build_model, export_classifier, export_encoder
 from rcs.models.portable import FORMATS, export_meta, save_export
-from rcs.train.checkpoint import load_checkpoint, load_state_dict_strict
+from rcs.models.pretrained import CLASSIFIER_KIND, load_classifier, load_pretrained
+from rcs.utils.checkpoint_io import load_checkpoint, load_state_dict_strict
 
 
 def default_branch(names: Iterable[str]) -> str:

@@ -21,11 +21,11 @@ import torch.nn.functional as F
 from rcs.attacks import objectives, pgd
 from rcs.config import RunConfig
 from rcs.data import ImageDataset
-from rcs.finetune.augment import crop_flip
-from rcs.finetune.checkpoint import Pretrained, pretrained_model
+from rcs.data.augment import crop_flip
 from rcs.finetune.loop import FitResult, fit, fit_identity
 from rcs.finetune.protocol import ModeSettings
 from rcs.models import Classifier, export_classifier
+from rcs.models.pretrained import Pretrained, pretrained_model
 
 
 def linear_classifier(pre: Pretrained, branch: str, num_classes: int,

@@ -29,10 +29,10 @@ from torch import nn
 from rcs.data import ImageDataset, index_batches
 from rcs.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
 from rcs.finetune.protocol import ModeSettings
-from rcs.train.checkpoint import load_checkpoint, load_state_dict_strict, save_checkpoint
-from rcs.train.signals import StopFlag, TrainingInterrupted
+from rcs.utils.checkpoint_io import load_checkpoint, load_state_dict_strict, save_checkpoint
 from rcs.utils.metrics import MetricsLogger
 from rcs.utils.progress import bar
+from rcs.utils.signals import StopFlag, TrainingInterrupted
 
 StepFn = Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
 """``step(x_uint8, y, generator) -> scalar loss`` (sets the train/eval modes it needs)."""

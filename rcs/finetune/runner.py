@@ -29,11 +29,11 @@ from rcs.config.loader import apply_overrides, read_yaml
 from rcs.data import build_dataset
 from rcs.errors import ConfigError, DataError, warn
 from rcs.finetune.aff import finetune_aff
-from rcs.finetune.checkpoint import Pretrained, save_classifier
 from rcs.finetune.labels import label_fraction_subset
 from rcs.finetune.linear import finetune_linear
 from rcs.finetune.protocol import MODES, resolve_mode
-from rcs.train import run_guard
+from rcs.models.pretrained import Pretrained, save_classifier
+from rcs.utils import run_guard
 from rcs.utils.atomic import atomic_write_text
 from rcs.utils.device import resolve_device
 from rcs.utils.metrics import MetricsLogger, use_loggers

@@ -16,8 +16,7 @@ from typing import Any
 
 from rcs.config.loader import from_dict, parse_override, read_yaml, read_yaml_mapping
 from rcs.config.schema import SlurmConfig
-from rcs.errors import ConfigError
-from rcs.launch.errors import LaunchError
+from rcs.errors import ConfigError, LaunchError
 
 LIST_KEYS = ("extra_sbatch", "setup")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rcs.config.schema import SlurmConfig
-from rcs.launch.errors import JobFailedError, LaunchError
+from rcs.errors import JobFailedError, LaunchError
 from rcs.launch.settings import make_executor
 
 

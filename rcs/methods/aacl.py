@@ -21,7 +21,7 @@ import torch
 from rcs.losses import hcl_loss
 from rcs.methods.acl import ACL
 from rcs.methods.base import StepOutput, at_least_two, register_method
-from rcs.train.distributed import gather_batch
+from rcs.utils.distributed import gather_batch
 
 
 @register_method("aacl")

@@ -12,7 +12,7 @@ from torch import nn
 from rcs.attacks import objectives, pgd
 from rcs.losses import acl_loss
 from rcs.methods.base import Method, StepOutput, paired_views, register_method
-from rcs.train.distributed import gather_batch
+from rcs.utils.distributed import gather_batch
 
 
 def contrastive_views(model: nn.Module, x: torch.Tensor, augment, generator: torch.Generator,

@@ -25,7 +25,7 @@ import torch
 from rcs.losses import adco_loss, adco_memory_grad
 from rcs.methods.base import StepOutput, at_least_two, register_method, two_views
 from rcs.methods.memory_method import MemoryMethod
-from rcs.train.distributed import gather_batch
+from rcs.utils.distributed import gather_batch
 
 
 @register_method("adco")

@@ -50,7 +50,7 @@ from rcs.methods.pseudo_labels import (
     encoder_features,
     pseudo_labels,
 )
-from rcs.train.distributed import gather_batch
+from rcs.utils.distributed import gather_batch
 
 BRANCHES = ("normal", "pgd", "pgd_ce")
 

@@ -15,7 +15,7 @@ from rcs.losses import air_terms
 from rcs.methods.acl import contrastive_views
 from rcs.methods.base import Method, StepOutput, register_method
 from rcs.methods.dynacl import DynamicAugmentation
-from rcs.train.distributed import gather_batch
+from rcs.utils.distributed import gather_batch
 
 
 @register_method("air")

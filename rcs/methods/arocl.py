@@ -21,7 +21,7 @@ import torch
 from rcs.losses import ainfonce_rocl_loss, rocl_nt_xent
 from rcs.methods.base import StepOutput, at_least_two, register_method
 from rcs.methods.rocl import RoCL
-from rcs.train.distributed import gather_batch
+from rcs.utils.distributed import gather_batch
 
 
 @register_method("arocl")

@@ -22,7 +22,7 @@ import torch
 from rcs.losses import caco_loss, caco_memory_direction, caco_positive_index
 from rcs.methods.base import StepOutput, at_least_two, register_method, two_views
 from rcs.methods.memory_method import MemoryMethod
-from rcs.train.distributed import gather_batch
+from rcs.utils.distributed import gather_batch
 
 
 @register_method("caco")

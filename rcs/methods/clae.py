@@ -21,7 +21,7 @@ import torch
 from rcs.attacks import attack_mode, pgd
 from rcs.losses import clae_loss, nt_xent, pair_rows
 from rcs.methods.base import Method, StepOutput, at_least_two, register_method, two_views
-from rcs.train.distributed import gather_batch
+from rcs.utils.distributed import gather_batch
 
 
 @register_method("clae")

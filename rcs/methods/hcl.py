@@ -14,7 +14,7 @@ import torch
 from rcs.losses import hcl_loss
 from rcs.methods.base import register_method
 from rcs.methods.clean_pairs import CleanPairs
-from rcs.train.distributed import gather_batch
+from rcs.utils.distributed import gather_batch
 
 
 @register_method("hcl")

@@ -16,7 +16,7 @@ import torch
 from rcs.losses import MochiDraw, mochi_draw, mochi_hard_count, mochi_loss
 from rcs.methods.base import register_method
 from rcs.methods.clean_pairs import CleanPairs
-from rcs.train.distributed import gather_batch
+from rcs.utils.distributed import gather_batch
 
 
 def _world_size() -> int:

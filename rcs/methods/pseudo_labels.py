@@ -89,7 +89,7 @@ def encoder_features(model: nn.Module, dataset: Any, branch: str, device: torch.
 def checkpoint_encoder(path: str, device: torch.device, branch: str) -> tuple[nn.Module, str]:
     """The encoder of an rcs pretraining checkpoint (strictly loaded) and the branch to use
     (``branch`` if that model has it, else its first one)."""
-    from rcs.finetune.checkpoint import load_pretrained, pretrained_model
+    from rcs.models.pretrained import load_pretrained, pretrained_model
 
     pre = load_pretrained(path)
     model = pretrained_model(pre, 2, device).eval()

@@ -21,7 +21,7 @@ import torch
 from rcs.attacks import attack_mode, pgd
 from rcs.losses import rocl_nt_xent
 from rcs.methods.base import Method, StepOutput, register_method, single_branch
-from rcs.train.distributed import gather_batch
+from rcs.utils.distributed import gather_batch
 
 
 @register_method("rocl")

@@ -15,7 +15,7 @@ import torch
 from rcs.losses import nt_xent
 from rcs.methods.base import register_method
 from rcs.methods.clean_pairs import CleanPairs
-from rcs.train.distributed import gather_batch
+from rcs.utils.distributed import gather_batch
 
 
 @register_method("rush")

@@ -33,7 +33,7 @@ from rcs.methods.base import (
     register_method,
     single_branch,
 )
-from rcs.train.distributed import gather_batch
+from rcs.utils.distributed import gather_batch
 
 
 @register_method("tikhonov")

@@ -33,7 +33,7 @@ from rcs.models.normalize import NORMALIZATIONS, Normalize, build_normalize
 from rcs.models.portable import build_exported, export_meta, load_exported, save_export
 from rcs.models.resnet import BasicBlock, Bottleneck, ResNet
 from rcs.models.wrn import WideResNet
-from rcs.train.checkpoint import load_state_dict_strict
+from rcs.utils.checkpoint_io import load_state_dict_strict
 
 __all__ = [
     "ARCHS", "HEADS", "NORMALIZATIONS", "ACLHead", "AdvCLHead", "BYOLHead", "BasicBlock",

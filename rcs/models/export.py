@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from rcs.errors import CheckpointError, ConfigError
 from rcs.models.model import RobustModel
 from rcs.models.multibn import plain_bn, revert_multibn
-from rcs.train.checkpoint import load_state_dict_strict
+from rcs.utils.checkpoint_io import load_state_dict_strict
 
 
 class Classifier(nn.Module):

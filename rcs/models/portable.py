@@ -152,7 +152,7 @@ def load_exported(path: str | Path, device: torch.device | str = "cpu"
                   ) -> tuple[nn.Module, dict[str, Any]]:
     """``(network in eval mode, sidecar)`` from an export's ``.json``, ``.pt`` or
     ``.safetensors`` file (the sidecar is found beside it); every key is checked."""
-    from rcs.train.checkpoint import load_state_dict_strict
+    from rcs.utils.checkpoint_io import load_state_dict_strict
 
     path = Path(path)
     sidecar = path.with_suffix(".json")

@@ -81,7 +81,7 @@ def _base(run: Path, label: str) -> RunRecord:
         if rec.selector == "full":
             rec.fraction = 1.0  # the whole training set every epoch
     elif (run / "checkpoint.pt").is_file():  # a run in progress: its last checkpoint
-        from rcs.train.checkpoint import load_checkpoint
+        from rcs.utils.checkpoint_io import load_checkpoint
 
         state = load_checkpoint(run / "checkpoint.pt")
         p, cfg = state.get("progress", {}), json.loads(state.get("config_json") or "{}")

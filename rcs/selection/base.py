@@ -166,7 +166,7 @@ def register_selector(name: str) -> Callable[[Callable[..., Selector]], Callable
 
 def build_selector(name: str, cfg: RunConfig | None = None) -> Selector:
     """Instantiate the selector registered under ``name`` (``cfg`` passes its settings)."""
-    _load_plugins()
+    load_selectors()
     if name not in SELECTORS:
         import difflib
 
@@ -177,16 +177,27 @@ def build_selector(name: str, cfg: RunConfig | None = None) -> Selector:
     return SELECTORS[name](cfg)
 
 
-def _load_plugins() -> None:
-    """Import modules that register selectors (rcs's own and the baselines package)."""
-    import importlib
+SELECTOR_MODULES = (
+    "rcs.selection.simple",    # full, random
+    "rcs.selection.rcs",       # rcs
+    "rcs.selection.kcenter",   # kcenter
+    "rcs.selection.gradnorm",  # gradnorm
+    "rcs.selection.craig",     # craig
+)
+"""The selector registry's modules: a new selector is one file that calls
+:func:`register_selector` plus one line here. Other packages register theirs through the
+``rcs.selectors`` entry-point group (each entry point names a module to import)."""
 
-    for mod in ("rcs.selection.simple", "rcs.selection.rcs", "baselines"):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name != mod and not mod.startswith(str(e.name)):
-                raise
+
+def load_selectors() -> None:
+    """Import every module that registers selectors: rcs's own, then installed plugins."""
+    import importlib
+    from importlib.metadata import entry_points
+
+    for mod in SELECTOR_MODULES:
+        importlib.import_module(mod)
+    for ep in entry_points(group="rcs.selectors"):
+        importlib.import_module(ep.value.split(":")[0])
 
 
 def class_quotas(labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -8,8 +8,8 @@ Phases (each timed in ``meta["timings"]``):
    w.r.t. the head's Linear layers are sketched into a :class:`GradientStore`
    (:mod:`rcs.selection.per_sample`). ``granularity='batch'`` stores one row per chunk (the mean of
    its samples' gradients) and picks whole chunks.
-2. **validation**: RD attacks on U and ``q_U`` (:mod:`rcs.selection.rd`), including re-attacks and
-   new ``q_U`` inside the greedy rounds.
+2. **validation**: RD attacks on U and ``q_U`` (:mod:`rcs.selection.validation`), including
+   re-attacks and new ``q_U`` inside the greedy rounds.
 3. **greedy**: retrieval of the top-m gains and the head updates (:mod:`rcs.selection.greedy`):
    ``φ' ← φ' − η·(m/B)·∇φ mean_{picks} ℓ`` for the round's m picks and chunk size B (η per
    minibatch-worth of picks, as the published greedy steps η per picked minibatch, so R only
@@ -52,10 +52,10 @@ from rcs.selection.base import Coreset, SelectionContext, class_quotas, register
 from rcs.selection.gains import ExactGains, feature_rows
 from rcs.selection.greedy import greedy_rounds
 from rcs.selection.per_sample import HeadFn, Objective, mean_grad, per_sample_grads
-from rcs.selection.rd import RDValidation
 from rcs.selection.retrieval import Retriever
 from rcs.selection.sketch import Sketch
 from rcs.selection.store import RowSink, concat_shards
+from rcs.selection.validation import RDValidation
 
 EXTRA = ("method", "temperature", "eps", "device", "augment", "work_dir", "model", "seed",
          "grad_chunk", "air_lambda1", "air_lambda2", "air_variant", "amp", "distributed",

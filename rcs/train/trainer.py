@@ -28,16 +28,25 @@ from rcs.methods.base import MultiForward, RunContext
 from rcs.models import build_model
 from rcs.selection.base import Coreset, SelectionContext, budget, build_selector
 from rcs.selection.sampler import ReselectionSchedule
-from rcs.train import run_guard
 from rcs.train.bn import recalibrate_bn
-from rcs.train.checkpoint import (
+from rcs.train.optim import build_optimizer
+from rcs.train.schedule import (
+    CosineWarmup,
+    EpochCosineWarmup,
+    epoch_position,
+    planned_samples,
+    set_lr,
+)
+from rcs.utils import run_guard
+from rcs.utils.checkpoint_io import (
     coreset_from_state,
     coreset_to_state,
     load_checkpoint,
     load_state_dict_strict,
     save_checkpoint,
 )
-from rcs.train.distributed import (
+from rcs.utils.device import resolve_device
+from rcs.utils.distributed import (
     DistEnv,
     all_reduce_mean,
     barrier,
@@ -47,19 +56,10 @@ from rcs.train.distributed import (
     init_distributed,
     per_rank_batch,
 )
-from rcs.train.optim import build_optimizer
-from rcs.train.schedule import (
-    CosineWarmup,
-    EpochCosineWarmup,
-    epoch_position,
-    planned_samples,
-    set_lr,
-)
-from rcs.train.signals import StopFlag, TrainingInterrupted
-from rcs.utils.device import resolve_device
 from rcs.utils.metrics import MetricsLogger, coreset_fields
 from rcs.utils.progress import bar
 from rcs.utils.seed import rng_state, seed_everything, set_rng_state
+from rcs.utils.signals import StopFlag, TrainingInterrupted
 
 
 @dataclass
@@ -353,7 +353,7 @@ class Trainer:
             self.save()
         summary = self.summary()
         if self.env.is_main:
-            from rcs.cli.common import write_json
+            from rcs.utils.serialize import write_json
 
             write_json(self.out / "summary.json", summary)
             run_guard.unlock_run(self.out)

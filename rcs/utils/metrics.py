@@ -65,7 +65,7 @@ class MetricsLogger:
                     run_name: str = "") -> MetricsLogger:
         """The loggers of ``cfg.log`` (a :class:`rcs.config.RunConfig`), the W&B run named
         ``run_name`` (default ``cfg.name``) with the resolved config attached."""
-        from rcs.config import to_dict
+        from rcs.utils.serialize import to_dict
 
         return cls(path, enabled, loggers=cfg.log.loggers, log=cfg.log,
                    run_name=run_name or cfg.name, config=to_dict(cfg))

@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from baselines.common import Settings, Timer, candidates, head_gradients, trace
 from rcs.errors import ConfigError
 from rcs.methods.base import selection_loss_of
 from rcs.selection.base import Coreset, SelectionContext, register_selector
+from rcs.selection.baseline_grads import Settings, Timer, candidates, head_gradients, trace
 
 
 def top_k(scores: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:

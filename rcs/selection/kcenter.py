@@ -24,8 +24,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from baselines.common import Settings, Timer, candidates, encoder_features, rng_for, trace
 from rcs.selection.base import Coreset, SelectionContext, register_selector
+from rcs.selection.baseline_grads import (
+    Settings,
+    Timer,
+    candidates,
+    encoder_features,
+    rng_for,
+    trace,
+)
 from rcs.utils.optional import require
 
 
@@ -82,7 +89,8 @@ class KCenterSelector:
     O(n·k·d) for the greedy (one matrix-vector product per pick), then a FAISS search of every
     candidate against the k centres for the covering radius (and optional weights).
     Memory: the [n, d] feature matrix. Settings (keywords; defaults from the run config, see
-    :class:`baselines.common.Settings`): ``branch``, ``batch``; ``normalize`` (L2, default True);
+    :class:`rcs.selection.baseline_grads.Settings`): ``branch``, ``batch``; ``normalize`` (L2,
+    default True);
     ``weights`` (default False: True stores cluster sizes as the coreset's weights).
     """
 

@@ -25,7 +25,7 @@ from torch import nn
 from rcs.config import ModelConfig, RunConfig, from_dict, to_dict
 from rcs.errors import CheckpointError
 from rcs.models import Classifier, RobustModel, build_model, export_classifier
-from rcs.train.checkpoint import load_checkpoint, load_state_dict_strict, save_checkpoint
+from rcs.utils.checkpoint_io import load_checkpoint, load_state_dict_strict, save_checkpoint
 
 CLASSIFIER_KIND = "rcs-classifier"
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from rcs.errors import RunFolderError
+from rcs.utils.serialize import to_dict
 
 NEUTRAL_KEYS = frozenset({
     "name", "out_dir", "device", "data.root", "data.cache_dir", "data.download",
@@ -119,14 +120,12 @@ def check_resume(state: dict[str, Any], cfg: Any, checkpoint: str | Path, out: s
 
 def _check(state: dict[str, Any], cfg: Any, checkpoint: str | Path, out: str | Path
            ) -> dict[str, list[Any]]:
-    from rcs.config import RunConfig, to_dict
-
     text = state.get("config_json")
     if not text:
         return {}
     progress = state.get("progress") or {}
     selected = int(progress.get("selections", 0)) > 0 or int(progress.get("selected_epoch", 0))
-    diffs = config_diff(json.loads(text), to_dict(cfg), to_dict(RunConfig()))
+    diffs = config_diff(json.loads(text), to_dict(cfg), to_dict(type(cfg)()))  # vs defaults
     neutral, altering = {}, []
     for key, old, new in diffs:
         free = is_neutral(key) or (not selected and key.startswith("selection.")

@@ -9,7 +9,7 @@ projection head, exactly RCS's (:mod:`rcs.selection.per_sample`), sketched to
 ``selection.sketch_dim`` dims with the same seeded :class:`rcs.selection.sketch.Sketch` (distances
 preserved up to JL error). The similarity is sparse: each gradient keeps its ``knn`` nearest
 gradients (FAISS), ``s_ij = C - ||g_i - g_j||`` there and 0 elsewhere, and facility location is
-maximised with lazy greedy (:mod:`baselines.facility`). No n x n matrix is ever formed.
+maximised with lazy greedy (:mod:`rcs.selection.facility`). No n x n matrix is ever formed.
 
 Differences from the published CRAIG: it is computed on the whole candidate set (no per-class
 split: contrastive pretraining has no labels), on head gradients of a contrastive loss, and the
@@ -25,7 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from baselines.common import (
+from rcs.errors import ConfigError
+from rcs.selection.base import Coreset, SelectionContext, register_selector
+from rcs.selection.baseline_grads import (
     Settings,
     Timer,
     candidates,
@@ -34,10 +36,8 @@ from baselines.common import (
     trace,
     unwrap,
 )
-from baselines.facility import knn_similarity, lazy_greedy
-from baselines.kcenter import covering_radius
-from rcs.errors import ConfigError
-from rcs.selection.base import Coreset, SelectionContext, register_selector
+from rcs.selection.facility import knn_similarity, lazy_greedy
+from rcs.selection.kcenter import covering_radius
 from rcs.selection.per_sample import linear_param_names
 from rcs.selection.sketch import Sketch
 
@@ -58,7 +58,7 @@ class CraigSelector:
     (O(n·knn) for the bounds + O(knn + log n) per re-evaluation); the weights: a FAISS search of
     every gradient against the k picks, O(n·k·d). Memory: O(n·d) float32 gradients +
     O(n·knn) for the graph. Settings: ``knn`` (default :func:`default_knn`), ``weights``
-    (default True: store the cluster sizes), and :class:`baselines.common.Settings`.
+    (default True: store the cluster sizes), and :class:`rcs.selection.baseline_grads.Settings`.
     """
 
     name = "craig"

@@ -1,4 +1,4 @@
-"""Tables, summary statistics and the plot of a selector comparison (:mod:`baselines.compare`).
+"""Tables, summary statistics and the plot of a selector comparison (:mod:`rcs.compare.study`).
 
 * :func:`summarize`: mean and sample standard deviation over seeds per (selector, fraction);
 * :func:`markdown`: the per-run table and the mean ± std table;

@@ -1,7 +1,7 @@
 """Running one comparison job: its config, the shared warm-up, pretraining, fine-tuning,
-evaluation, reference encoders, and the reuse of finished runs (for :mod:`baselines.compare`).
+evaluation, reference encoders, and the reuse of finished runs (for :mod:`rcs.compare.study`).
 
-Every function takes the :class:`baselines.compare.CompareSpec` and is a plain top-level
+Every function takes the :class:`rcs.compare.spec.CompareSpec` and is a plain top-level
 callable, so that SLURM job arrays (``rcs.launch.submit_array``) can pickle it.
 """
 
@@ -13,13 +13,11 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from rcs.compare.spec import CompareSpec
 from rcs.errors import ConfigError
 from rcs.utils.atomic import atomic_write_text
-
-if TYPE_CHECKING:
-    from baselines.compare import CompareSpec
 
 RESULT = "result.json"
 
@@ -96,7 +94,7 @@ def _same_settings(run_dir: Path, stored_hash: str | None, cfg: Any, spec: Compa
     gained keys since -- the run's own config (in its checkpoint) equal on every shared key and
     every new key at its default."""
     from rcs.config import RunConfig
-    from rcs.train.checkpoint import load_checkpoint
+    from rcs.utils.checkpoint_io import load_checkpoint
 
     if stored_hash == _settings_hash(cfg, spec, drop_selector):
         return True
@@ -236,8 +234,8 @@ def reference_row(spec: CompareSpec, kind: str, seed: int,
     the floor against which the selectors' gains are read."""
     import dataclasses
 
-    from rcs.train.checkpoint import load_checkpoint
     from rcs.train.trainer import Trainer
+    from rcs.utils.checkpoint_io import load_checkpoint
 
     if kind not in REFERENCES:
         raise ConfigError(f"reference {kind!r} is not one of {', '.join(REFERENCES)}")
