@@ -22,8 +22,8 @@ COMMON = [
     "selection.val_attack_steps=1", "device=cpu",
 ]
 EXTRA = {
-    "advcl": ["train.advcl_clusters=[2,10,50]", "train.advcl_kmeans_iters=5",
-              "train.advcl_pseudo_every=1"],
+    "advcl": ["train.advcl.clusters=[2,10,50]", "train.advcl.kmeans_iters=5",
+              "train.advcl.pseudo_every=1"],
     "rocl": [],
     "byorl": [],
     "tikhonov": [],

@@ -28,18 +28,18 @@ from tests.test_methods_more import TINY, StopAfter
 SINGLE = ["model.bn_names=[normal]", "model.head=rocl"]
 SETS = {
     "clae": ["train.method=clae", "train.attack.eps=0.03", "train.attack.alpha=0.03",
-             "train.attack.random_start=false", "train.clae_alpha=0.7"],
-    "ifm": ["train.method=ifm", "train.ifm_epsilon=0.2", "train.ifm_alpha=0.5", *SINGLE],
-    "hcl": ["train.method=hcl", "train.hcl_tau_plus=0.2", "train.hcl_beta=0.5", *SINGLE],
-    "mochi": ["train.method=mochi", "train.mochi_hard=6", "train.mochi_mix=5",
-              "train.mochi_query_mix=3", *SINGLE],
+             "train.attack.random_start=false", "train.clae.alpha=0.7"],
+    "ifm": ["train.method=ifm", "train.ifm.epsilon=0.2", "train.ifm.alpha=0.5", *SINGLE],
+    "hcl": ["train.method=hcl", "train.hcl.tau_plus=0.2", "train.hcl.beta=0.5", *SINGLE],
+    "mochi": ["train.method=mochi", "train.mochi.hard=6", "train.mochi.mix=5",
+              "train.mochi.query_mix=3", *SINGLE],
     "rush": ["train.method=rush", *SINGLE],
     "aacl": ["train.method=aacl"],
-    "arocl": ["train.method=arocl", "train.ainfonce_variant=iphn", *SINGLE],
-    "adco": ["train.method=adco", "train.memory_size=24", "train.temperature=0.2",
-             "train.memory_temperature=0.1", *SINGLE],
-    "caco": ["train.method=caco", "train.memory_size=24", "train.temperature=0.2",
-             "train.memory_temperature=0.1", "train.memory_weight_decay=0.01", *SINGLE],
+    "arocl": ["train.method=arocl", "train.ainfonce.variant=iphn", *SINGLE],
+    "adco": ["train.method=adco", "train.memory.size=24", "train.temperature=0.2",
+             "train.memory.temperature=0.1", *SINGLE],
+    "caco": ["train.method=caco", "train.memory.size=24", "train.temperature=0.2",
+             "train.memory.temperature=0.1", "train.memory.weight_decay=0.01", *SINGLE],
 }
 
 
@@ -193,8 +193,8 @@ def test_memory_update_after_a_step_is_the_closed_form_gradient_step(method):
 
 
 def test_memory_larger_than_the_dataset_is_a_clear_error():
-    with pytest.raises(ConfigError, match="train.memory_size"):
-        setup("adco", "train.memory_size=1000")
+    with pytest.raises(ConfigError, match="train.memory.size"):
+        setup("adco", "train.memory.size=1000")
 
 
 @pytest.mark.parametrize("method", ["adco", "caco"])
@@ -227,8 +227,8 @@ def test_layerwise_adds_alpha_times_the_method_loss_on_stage_projections():
     from rcs.methods.layerwise import LayerwiseContrastive
 
     cfg = load_config(None, TINY + ["train.method=acl", "model.blocks=[1,1]",
-                                    "train.layerwise_stages=[1,2]",
-                                    "train.layerwise_weights=[0.3,0.6]"])
+                                    "train.layerwise.stages=[1,2]",
+                                    "train.layerwise.weights=[0.3,0.6]"])
     from rcs.data import Augment, build_dataset
     from rcs.methods.base import MultiForward, RunContext
     from rcs.models import build_model
@@ -276,16 +276,16 @@ def test_layerwise_adds_alpha_times_the_method_loss_on_stage_projections():
 def test_layerwise_refuses_methods_without_an_embedding_loss_and_bad_stages():
     from rcs.methods import build_method
 
-    lw = ["train.layerwise_stages=[1]", "train.layerwise_weights=[1.0]"]
+    lw = ["train.layerwise.stages=[1]", "train.layerwise.weights=[1.0]"]
     with pytest.raises(ConfigError, match="embedding_loss"):
         build_method("byorl", load_config(None, TINY + lw + ["train.method=byorl",
                                                              "model.bn_names=[normal]"]))
     with pytest.raises(ConfigError, match="embedding_loss"):
         build_method("adco", cfg_for("adco", *lw))
     with pytest.raises(ConfigError, match="one weight per entry"):
-        load_config(None, TINY + ["train.layerwise_stages=[1,2]", "train.layerwise_weights=[1]"])
+        load_config(None, TINY + ["train.layerwise.stages=[1,2]", "train.layerwise.weights=[1]"])
     with pytest.raises(ConfigError, match="stages"):
-        setup("ifm", "train.layerwise_stages=[3]", "train.layerwise_weights=[1.0]")
+        setup("ifm", "train.layerwise.stages=[3]", "train.layerwise.weights=[1.0]")
 
 
 def test_train_help_and_readme_list_the_family_and_the_layerwise_option():
@@ -299,5 +299,5 @@ def test_train_help_and_readme_list_the_family_and_the_layerwise_option():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for name in SETS:
         assert f"| `{name}` |" in readme and name in text, name
-    assert "train.layerwise_stages" in text and "train.layerwise_stages" in readme
+    assert "train.layerwise.stages" in text and "train.layerwise.stages" in readme
     assert "--attacks smoothing" in readme

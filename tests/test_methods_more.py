@@ -27,11 +27,11 @@ TINY = [
 SINGLE = ["model.bn_names=[normal]"]
 METHOD_SETS = {
     "advcl": ["train.method=advcl", "model.bn_names=[normal,pgd,pgd_ce]", "model.head=advcl",
-              "train.advcl_clusters=[2,5,100]", "train.advcl_pseudo_every=1",
-              "train.advcl_kmeans_iters=5"],
+              "train.advcl.clusters=[2,5,100]", "train.advcl.pseudo_every=1",
+              "train.advcl.kmeans_iters=5"],
     "rocl": ["train.method=rocl", "model.head=rocl", *SINGLE],
     "byorl": ["train.method=byorl", "model.head=byol", *SINGLE],
-    "tikhonov": ["train.method=tikhonov", "train.tikhonov_lambda=1.0", *SINGLE],
+    "tikhonov": ["train.method=tikhonov", "train.tikhonov.lam=1.0", *SINGLE],
 }
 
 
@@ -76,7 +76,7 @@ def test_advcl_needs_three_branches_and_tikhonov_needs_lambda():
     with pytest.raises(ConfigError, match="tikhonov_lambda"):
         build_method("tikhonov", load_config(None, TINY + SINGLE))
     with pytest.raises(ConfigError, match="advcl_attack_mode"):
-        load_config(None, TINY + ["train.advcl_attack_mode=sometimes"])
+        load_config(None, TINY + ["train.advcl.attack_mode=sometimes"])
 
 
 def test_multiforward_extras():
@@ -148,7 +148,7 @@ def test_byorl_target_is_an_exact_ema_of_the_online_network():
 def test_tikhonov_wrapper_on_acl_adds_the_penalty_of_the_forward_inputs():
     from rcs.methods.tikhonov import TikhonovPenalty
 
-    sets = TINY + ["train.method=acl", "train.tikhonov_lambda=10"]
+    sets = TINY + ["train.method=acl", "train.tikhonov.lam=10"]
     cfg = load_config(None, sets)
     from rcs.data import Augment, build_dataset
     from rcs.methods import build_method
@@ -203,7 +203,7 @@ def test_advcl_pseudo_labels_schedule_and_state():
 
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_advcl_attack_mode_and_bn_statistics(mode):
-    cfg, m, model, extras, fw, ds, aug = _setup("advcl", f"train.advcl_attack_mode={mode}",
+    cfg, m, model, extras, fw, ds, aug = _setup("advcl", f"train.advcl.attack_mode={mode}",
                                                 "train.attack.steps=2")
     m.on_epoch_start(1, aug)
     model.train()
@@ -263,7 +263,7 @@ def test_mid_epoch_resume_is_exact_with_method_state(tmp_path, method):
     from rcs.train.trainer import Trainer
     from rcs.utils.signals import TrainingInterrupted
 
-    extra = ["train.epochs=3", "train.advcl_pseudo_every=2"] if method == "advcl" else \
+    extra = ["train.epochs=3", "train.advcl.pseudo_every=2"] if method == "advcl" else \
         ["train.epochs=3"]
     ref = Trainer(cfg_for(method, *extra, out=tmp_path / "ref"), resume="none")
     ref.fit()

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from rcs.errors import ConfigError, CoresetError
-from rcs.methods.base import selection_loss_of
+from rcs.methods.registry import selection_loss_of
 from rcs.selection.api import Net, attacked_features, frozen, make_objective, net_from_model
 from rcs.selection.base import SelectionContext
 from rcs.selection.per_sample import HeadFn, Objective, per_sample_grads
@@ -66,7 +66,7 @@ class Settings:
                     sketch_dim=sc.sketch_dim, seed=sc.seed, index=sc.index,
                     branch=cfg.finetune.branch, method=tr.method, temperature=tr.temperature,
                     eps=tr.attack.eps, amp=tr.amp,
-                    air=(tr.air_lambda1, tr.air_lambda2, tr.air_variant))
+                    air=(tr.air.lambda1, tr.air.lambda2, tr.air.variant))
         for k, v in overrides.items():
             if not hasattr(s, k):
                 raise ConfigError(f"unknown baseline setting {k!r}; valid: "

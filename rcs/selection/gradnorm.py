@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from rcs.errors import ConfigError
-from rcs.methods.base import selection_loss_of
+from rcs.methods.registry import selection_loss_of
 from rcs.selection.base import Coreset, SelectionContext, register_selector
 from rcs.selection.baseline_grads import Settings, Timer, candidates, head_gradients, trace
 

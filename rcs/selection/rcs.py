@@ -35,7 +35,7 @@ import torch
 
 from rcs.config.schema import SelectionConfig
 from rcs.errors import ConfigError
-from rcs.methods.base import selection_loss_of
+from rcs.methods.registry import selection_loss_of
 from rcs.selection.api import (
     ConcatView,
     Net,
@@ -129,7 +129,7 @@ class RCSSelector:
         self.temperature = ex["temperature"] or (tr.temperature if tr else 0.5)
         self.eps = ex["eps"] if ex["eps"] is not None else (tr.attack.eps if tr else 8 / 255)
         def pick(key: str, default: Any) -> Any:
-            return ex[key] if ex[key] is not None else (getattr(tr, key) if tr else default)
+            return ex[key] if ex[key] is not None else (getattr(tr.air, key[4:]) if tr else default)
 
         self.air = (pick("air_lambda1", 0.5), pick("air_lambda2", 0.5),
                     pick("air_variant", "faithful"))
