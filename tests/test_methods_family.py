@@ -176,16 +176,16 @@ def test_memory_update_after_a_step_is_the_closed_form_gradient_step(method):
             def logits(a, d, kn=kn):
                 return torch.cat([a @ kn.t(), a @ d.t()], 1)
 
-            u = _bank_grad_autograd(q, b0, logits, target, t.memory_temperature)
+            u = _bank_grad_autograd(q, b0, logits, target, t.memory.temperature)
         else:
             q1, p1, q2, p2 = pending
             u = sum(_bank_grad_autograd(qq, b0, lambda a, d: a @ d.t(), pp,
-                                        t.memory_temperature, signed_positive=True)
+                                        t.memory.temperature, signed_positive=True)
                     for qq, pp in ((q1, p1), (q2, p2)))
-        v_want = t.memory_momentum * v0.double() - u + t.memory_weight_decay * b0.double()
+        v_want = t.memory.momentum * v0.double() - u + t.memory.weight_decay * b0.double()
         assert torch.allclose(bank.velocity.double(), v_want, atol=1e-5)
-        assert torch.allclose(bank.bank.double(), b0.double() - t.memory_lr * v_want, atol=1e-5)
-        tau = t.key_momentum
+        assert torch.allclose(bank.bank.double(), b0.double() - t.memory.lr * v_want, atol=1e-5)
+        tau = t.memory.key_momentum
         for kp, ko, th in zip(extras["key_encoder"].parameters(), keys_old, model.parameters()):
             assert torch.allclose(kp, tau * ko + (1 - tau) * th.detach(), atol=1e-6)
     if method == "caco":  # positives are bank entries nearest to the other view's key
