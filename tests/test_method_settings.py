@@ -159,3 +159,19 @@ def test_sections_survive_copy_and_pickle():
     for other in (copy.deepcopy(cfg), pickle.loads(pickle.dumps(cfg)),
                   dataclasses.replace(cfg)):
         assert other.train.advcl.pseudo_every == 7 and other == cfg
+
+
+def test_checkpoint_configs_of_earlier_versions_are_upgraded():
+    from rcs.config import from_dict
+    from rcs.config.schema import RunConfig
+    from rcs.config.sections import upgrade_saved_config
+
+    saved = {"train": {"method": "advcl", "advcl_pseudo_every": 3, "tikhonov_lambda": 0.5,
+                       "key_momentum": 0.9, "epochs": 7}}
+    up = upgrade_saved_config(saved)
+    assert up["train"] == {"method": "advcl", "epochs": 7, "advcl": {"pseudo_every": 3},
+                           "tikhonov": {"lam": 0.5}, "memory": {"key_momentum": 0.9}}
+    assert "advcl" not in saved["train"]  # the input is left as it was
+    cfg = from_dict(RunConfig, up)
+    assert (cfg.train.advcl.pseudo_every, cfg.train.tikhonov.lam) == (3, 0.5)
+    assert cfg.train.memory.key_momentum == 0.9 and cfg.train.memory.size == 65536

@@ -94,3 +94,20 @@ def renamed(group: str, key: str) -> str | None:
         if key in s.old_keys:
             return f"{s.name}.{s.old_keys[key]}"
     return None
+
+
+def upgrade_saved_config(data: dict[str, Any], group: str = "train") -> dict[str, Any]:
+    """A copy of a config dict saved by an earlier rcs (a checkpoint's ``config_json``) with its
+    retired flat keys of ``group`` moved into their sections (``advcl_pseudo_every: 2`` ->
+    ``advcl: {pseudo_every: 2}``), so old checkpoints still load. User configs are not
+    upgraded: there the flat keys are refused with the new name."""
+    sec = data.get(group)
+    if not isinstance(sec, dict):
+        return data
+    out = {k: v for k, v in sec.items()}
+    for key in list(out):
+        new = renamed(group, key)
+        if new is not None:
+            name, _, field_name = new.partition(".")
+            out.setdefault(name, {})[field_name] = out.pop(key)
+    return {**data, group: out}
