@@ -8,6 +8,7 @@
 #   1 gpu_tests        pytest -m gpu tests/test_gpu_paths.py (bf16 / channels_last / compile
 #                      steps vs fp32 eager, per-sample head gradients, exact-gain retrieval and
 #                      the selector on CUDA vs CPU, FAISS GPU retrieval or "skipped: no faiss-gpu")
+#     gpu_compile      the torch.compile test of the same file, alone (its compilation is slow)
 #   2 throughput       bench/train_throughput.py: full-width ResNet-18 dual-BN ACL, PGD-5, batch
 #                      512, the whole CIFAR-10 subset; rcs's trainer (bf16, channels_last,
 #                      on-device augmentation) vs the published kind of loop (PIL augmentation
@@ -21,7 +22,7 @@
 #   then bench/gpu/summary.py: summary.json + summary.md (device, versions, date, every figure,
 #   the stages that failed).
 # Results go to --out DIR (default runs/gpu_suite/<UTC time>). When $OUT is set (the device
-# tool), summary.json, summary.md and six small stage files are also copied to $OUT/gpu/.
+# tool), summary.json, summary.md and five small files (stage JSONs, log tails) are also copied to $OUT/gpu/.
 #
 # --dry-run: the same stages on the CPU with tiny sizes (width-8 model, ~100 images, 1-2
 # epochs, 1 repeat); tests/test_gpu_suite.py runs it.
@@ -80,7 +81,7 @@ START=$(date +%s)
 if [ "$DRY" = 1 ]; then
   export RCS_GPU_TEST_DEVICE=cpu OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
   DEV=cpu
-  T_TESTS=120; T_THR=60; T_OVH=60; T_SCALE=30; T_SUM=30
+  T_TESTS=120; T_COMPILE=60; T_THR=60; T_OVH=60; T_SCALE=30; T_SUM=30
   THR_ARGS=(--width 8 --blocks "[1,1,1,1]" --limit 64 --batch-size 32 --steps 1 --workers 1 --repeats 1)
   OVH_ARGS=(--quick --limit 64 --batch-size 32 --steps 1 --repeats 1 --set selection.rounds=3)
   SCALE_ARGS=(--n 5000 --d 64)
@@ -91,7 +92,7 @@ if [ "$DRY" = 1 ]; then
           --finetune-set finetune.slf.batch_size=32)
 else
   DEV=cuda
-  T_TESTS=110; T_THR=75; T_OVH=75; T_SCALE=45; T_SUM=20
+  T_TESTS=75; T_COMPILE=90; T_THR=75; T_OVH=75; T_SCALE=45; T_SUM=20
   THR_ARGS=(--width 64 --blocks "[2,2,2,2]" --limit 0 --batch-size 512 --steps 5 --repeats 3)
   OVH_ARGS=(--limit 0 --batch-size 512 --repeats 3)
   SCALE_ARGS=(--n 320292 --d 1024)
@@ -125,7 +126,10 @@ stage() {
 [ "$DRY" = 0 ] && command -v nvidia-smi >/dev/null && nvidia-smi -L
 
 stage gpu_tests "$T_TESTS" "$PY" -m pytest -q -m gpu tests/test_gpu_paths.py -p no:cacheprovider \
-  -rs --junitxml="$RES/gpu_tests.xml"
+  -rs -k "not compile" --junitxml="$RES/gpu_tests.xml"
+# torch.compile's first compilation can be slow: its own stage, so a timeout there keeps the rest
+stage gpu_compile "$T_COMPILE" "$PY" -m pytest -q -m gpu tests/test_gpu_paths.py \
+  -p no:cacheprovider -rs -k compile --junitxml="$RES/gpu_compile.xml"
 stage throughput "$T_THR" "$PY" bench/train_throughput.py --npz "$DATA" --device "$DEV" \
   "${THR_ARGS[@]}" --json "$RES/throughput.json"
 stage select_overhead "$T_OVH" "$PY" bench/select_overhead.py --npz "$DATA" --device "$DEV" \
@@ -146,7 +150,7 @@ cat "$RES/summary.md" 2>/dev/null
 if [ -n "${OUT:-}" ] && [ -d "$OUT" ] && [ "$OUT" != "$RES" ]; then
   mkdir -p "$OUT/gpu"
   for f in summary.json summary.md throughput.json overhead.json scale.json quality.json \
-           gpu_tests.xml logs_tail.txt; do
+           logs_tail.txt; do
     [ -f "$RES/$f" ] && cp "$RES/$f" "$OUT/gpu/"
   done
 fi

@@ -1,9 +1,10 @@
 """Last step of the GPU suite: one ``summary.json`` + ``summary.md`` from the stages that finished.
 
 Reads from the results folder: ``stages.tsv`` (name, exit status, seconds of each stage),
-``gpu_tests.xml`` (pytest's JUnit report of the GPU-marked tests), ``throughput.json``,
-``overhead.json``, ``scale.json`` and ``quality.json``. A stage that failed or timed out leaves
-its figures ``null`` and is named in ``failed_stages``; the others are reported as they are.
+``gpu_tests.xml`` and ``gpu_compile.xml`` (pytest's JUnit reports of the GPU-marked tests),
+``throughput.json``, ``overhead.json``, ``scale.json`` and ``quality.json``. A stage that
+failed or timed out leaves its figures ``null`` and is named in ``failed_stages``; the others
+are reported as they are.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-STAGES = ("gpu_tests", "throughput", "select_overhead", "select_scale", "quality")
+STAGES = ("gpu_tests", "gpu_compile", "throughput", "select_overhead", "select_scale", "quality")
 QUALITY_RUNS = ("full", "rcs", "random")
 FIGURES = (
     "gpu_tests_passed", "gpu_tests_failed", "gpu_tests_skipped",
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wall-seconds", type=float, default=None)
     a = ap.parse_args(argv)
     res = Path(a.results)
-    tests = read_tests(res / "gpu_tests.xml")
+    tests = read_tests(res / "gpu_tests.xml") + read_tests(res / "gpu_compile.xml")
     stages = read_stages(res / "stages.tsv")
     q = _load(res / "quality.json")
     summary = {"dry_run": a.dry_run, "wall_seconds": a.wall_seconds, "env": environment(),
