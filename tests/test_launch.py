@@ -20,6 +20,7 @@ import torch.multiprocessing as mp
 from rcs.cli.main import build_parser, main
 from rcs.config import load_config
 from rcs.errors import ConfigError
+from tests.conftest import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -280,11 +281,10 @@ def test_after_interrupt_requeues_through_submitit_on_rank0(monkeypatch):
 
 
 # ----------------------------------------------------------------------------- distributed
-TINY = ["data.synthetic_size=96", "data.val_fraction=0.1", "model.width=4", "model.blocks=[1]",
-        "model.head_dim=16", "train.batch_size=16", "train.epochs=1", "train.attack.steps=1",
-        "train.channels_last=false", "selection.method=rcs", "selection.warmup_epochs=0",
-        "selection.every=1", "selection.fraction=0.25", "selection.rounds=3",
-        "selection.sketch_dim=16", "selection.candidate_batch=16", "device=cpu"]
+TINY = tiny("train.epochs=1", "selection.method=rcs", "selection.warmup_epochs=0",
+            "selection.every=1", "selection.fraction=0.25", "selection.rounds=3",
+            "selection.sketch_dim=16", "selection.candidate_batch=16",
+            drop=("data.name", "train.log_every"))
 
 
 def _free_port() -> int:

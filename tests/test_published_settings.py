@@ -36,32 +36,6 @@ def test_rd_attack_start(start):
         RDValidation(features, head, images, start="gaussian")
 
 
-N = 60
-
-
-@pytest.fixture(scope="module")
-def model():
-    from rcs.config.schema import ModelConfig
-    from rcs.models import build_model
-
-    torch.manual_seed(0)
-    return build_model(ModelConfig(arch="resnet18", width=4, blocks=[1, 1], head_dim=16),
-                       classifier=True)
-
-
-@pytest.fixture(scope="module")
-def data():
-    import numpy as np
-
-    from rcs.data import ImageDataset, train_val_split
-
-    rng = np.random.default_rng(0)
-    ds = ImageDataset(rng.integers(0, 256, (N, 16, 16, 3), dtype=np.uint8),
-                      rng.integers(0, 10, N))
-    cand, val = train_val_split(N, 0.1, 0)
-    return ds, cand, val
-
-
 def _ctx(model, data, cfg=None):
     from rcs.selection import SelectionContext
 

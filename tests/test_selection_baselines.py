@@ -11,13 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from rcs.config.schema import ModelConfig
-from rcs.data import ImageDataset, train_val_split
-from rcs.models import build_model
 from rcs.selection import SelectionContext, build_selector
 from rcs.selection.facility import SparseSimilarity, fl_value, knn_similarity, lazy_greedy
 from rcs.selection.gradnorm import GradNormSelector, top_k
 from rcs.selection.kcenter import KCenterSelector, covering_radius, kcenter_greedy
+from tests.conftest import random_images
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
@@ -137,18 +135,9 @@ N = 72
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return build_model(ModelConfig(arch="resnet18", width=4, blocks=[1, 1], head_dim=16))
-
-
-@pytest.fixture(scope="module")
 def data():
-    rng = np.random.default_rng(0)
-    ds = ImageDataset(rng.integers(0, 256, (N, 16, 16, 3), dtype=np.uint8),
-                      rng.integers(0, 10, N))
-    cand, val = train_val_split(N, 0.1, 0)
-    return ds, cand, val
+    """conftest's random images, 72 of them here."""
+    return random_images(N)
 
 
 SMALL = {"batch": 16, "sketch_dim": 32}
