@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rcs.utils.tables import markdown_table as table
+
 
 def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None, int]:
     """Mean and sample standard deviation (ddof = 1; None for a single value) of the non-None
@@ -77,26 +79,20 @@ def markdown(rows: list[dict[str, Any]], summary: list[dict[str, Any]], mode: st
     extras = extra_keys(rows)
     acc = [f"{m} SA (%)", f"{m} {ra_label} (%)"] + [f"{m} RA PGD-20 @{k[3:]} (%)"
                                                   for k in extras]
-    head = ["selector", "fraction", "seed", "coreset size", "images seen",
-            "pretraining time (s)", "selection time (s)", *acc]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = [r["selector"], f"{r['fraction']:g}", str(r["seed"]),
-                 str(r.get("coreset_size") or "-"), str(r["samples_seen"]),
-                 _f(r["pretrain_seconds"]), _f(r["select_seconds"]), _f(r["SA"], 2),
-                 _f(r["RA"], 2)] + [_f(value(r, k), 2) for k in extras]
-        lines.append("| " + " | ".join(cells) + " |")
+    run_head = ["selector", "fraction", "seed", "coreset size", "images seen",
+                "pretraining time (s)", "selection time (s)", *acc]
+    runs = [[r["selector"], f"{r['fraction']:g}", str(r["seed"]),
+             str(r.get("coreset_size") or "-"), str(r["samples_seen"]),
+             _f(r["pretrain_seconds"]), _f(r["select_seconds"]), _f(r["SA"], 2),
+             _f(r["RA"], 2)] + [_f(value(r, k), 2) for k in extras] for r in rows]
     head = ["selector", "fraction", "seeds", "images seen", "pretraining time (s)",
             "selection time (s)", *acc]
-    lines += ["", "Mean ± standard deviation over seeds:", "",
-              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for e in summary:
-        cells = [e["selector"], f"{e['fraction']:g}", str(len(e["seeds"])),
-                 _ms(e["samples_seen"], 0), _ms(e["pretrain_seconds"]),
-                 _ms(e["select_seconds"]), _ms(e["SA"], 2), _ms(e["RA"], 2)]
-        cells += [_ms(e[k], 2) if k in e else "-" for k in extras]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    means = [[e["selector"], f"{e['fraction']:g}", str(len(e["seeds"])),
+              _ms(e["samples_seen"], 0), _ms(e["pretrain_seconds"]), _ms(e["select_seconds"]),
+              _ms(e["SA"], 2), _ms(e["RA"], 2)] + [_ms(e[k], 2) if k in e else "-"
+                                                   for k in extras] for e in summary]
+    return "\n".join([table(run_head, runs), "", "Mean ± standard deviation over seeds:", "",
+                      table(head, means)])
 
 
 LABELS = {"full": "full data", "init": "untrained encoder", "warmup": "warm-up only"}

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from rcs.utils.tables import markdown_table, short_number
+
 COLUMNS = ("method", "selector", "fraction", "seed", "epochs", "steps", "samples_seen",
            "selections", "final_loss", "train_seconds", "select_seconds", "total_seconds",
            "world_size")
@@ -119,20 +121,11 @@ def collect(dirs: list[Path], out: str | Path | None = None) -> dict[str, Any]:
 
 
 def _fmt(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
+    return "" if v is None else short_number(v)
 
 
 def _markdown(rows: list[dict[str, Any]], columns: list[str]) -> str:
     if not rows:
         return "(no runs found)"
-    cells = [[_fmt(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(columns, widths)) + " |",
-             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    lines += ["| " + " | ".join(v.ljust(w) for v, w in zip(row, widths)) + " |"
-              for row in cells]
-    return "\n".join(lines)
+    return markdown_table(columns, [[r.get(c) for c in columns] for r in rows], aligned=True,
+                          fmt=_fmt)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rcs.report.collect import MODES, RunRecord
+from rcs.utils.tables import markdown_table as table
 
 
 def time_unit(seconds: list[float]) -> tuple[str, float]:
@@ -48,6 +49,8 @@ def _columns(records: list[RunRecord]) -> list[tuple[str, str, str]]:
 
 
 def markdown_table(records: list[RunRecord]) -> str:
+    """One row per record: method, selector, k, epochs, pretraining and selection time,
+    GPU-hours (CUDA runs), downstream dataset (when several) and the accuracy columns."""
     secs = [r.pretrain_seconds for r in records if r.pretrain_seconds is not None]
     unit, scale = time_unit(secs)
     gpu = any(r.gpu_hours is not None for r in records)
@@ -58,7 +61,7 @@ def markdown_table(records: list[RunRecord]) -> str:
     head += ["downstream"] if downstream else []
     cols = _columns(records)
     head += [c[0] for c in cols]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for r in records:
         pre = None if r.pretrain_seconds is None else r.pretrain_seconds / scale
         sel = None if r.select_seconds is None else r.select_seconds / scale
@@ -66,8 +69,8 @@ def markdown_table(records: list[RunRecord]) -> str:
         row += [_f(r.gpu_hours, 3)] if gpu else []
         row += [r.downstream or "-"] if downstream else []
         row += [_f(r.modes.get(m, {}).get(k)) for _, m, k in cols]
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
+        rows.append(row)
+    return table(head, rows)
 
 
 def _plt():
