@@ -7,12 +7,10 @@ parses the command line; it uses :func:`export_distributed` from here.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import socket
 import time
-from pathlib import Path
 from typing import Any
 
 import submitit
@@ -74,10 +72,3 @@ class CallJob(submitit.helpers.Checkpointable):
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
         return submitit.helpers.DelayedSubmission(type(self)(self.fn, self.args))
 
-
-def read_summary(out_dir: str | Path) -> dict[str, Any] | None:
-    path = Path(out_dir) / "summary.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
