@@ -73,7 +73,7 @@ class RcsJob(submitit.helpers.Checkpointable):
 
     def __call__(self) -> dict[str, Any]:
         env = submitit.JobEnvironment()
-        dist_vars = export_distributed(env)
+        dist_vars = export_distributed()
         rank, world = int(env.global_rank), int(env.num_tasks)
         requeued = self.restarts > 0 or int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
         log(f"job {env.job_id} task {rank}/{world} on {socket.gethostname()} (restart "
