@@ -92,12 +92,11 @@ class RcsJob(submitit.helpers.Checkpointable):
 
     # ------------------------------------------------------------------ train
     def _train(self, args: Any, env: Any, rank: int, requeued: bool) -> dict[str, Any]:
-        from rcs.cli.common import resolve_config
-        from rcs.cli.train import flag_overrides
+        from rcs.cli.train import train_config
         from rcs.train.trainer import Trainer
         from rcs.utils.signals import StopFlag, TrainingInterrupted
 
-        cfg = resolve_config(args, flag_overrides(args))  # as `rcs train` applies its flags
+        cfg = train_config(args)  # as `rcs train` applies its flags
         resume = args.resume
         if requeued and (resume == "none" or (Path(cfg.out_dir) / "checkpoint.pt").exists()):
             resume = "auto"  # a requeued run continues from its own checkpoint
