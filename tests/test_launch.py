@@ -236,13 +236,22 @@ def test_export_distributed(monkeypatch):
     for k in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK",
               "LOCAL_WORLD_SIZE", "RCS_MASTER_PORT", "SLURM_RESTART_COUNT"):
         monkeypatch.delenv(k, raising=False)
-    v = export_distributed(_Env(5, 8, nodes=2))
+    import submitit
+
+    def job_env(env):  # submitit's TorchDistributedEnvironment reads this task's layout
+        monkeypatch.setattr(submitit, "JobEnvironment", lambda: env)
+        monkeypatch.setattr(submitit.helpers, "JobEnvironment", lambda: env)
+
+    job_env(_Env(5, 8, nodes=2))
+    v = export_distributed()
     assert v == {"MASTER_ADDR": "n1", "MASTER_PORT": str(master_port("77", 0)), "RANK": "5",
                  "WORLD_SIZE": "8", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "4"}
     assert os.environ["RANK"] == "5" and 20000 <= int(v["MASTER_PORT"]) < 60000
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # a requeued run gets a fresh port
-    assert export_distributed(_Env(0, 8, nodes=2))["MASTER_PORT"] == str(master_port("77", 1))
-    assert export_distributed(_Env(0, 1)) == {} and "RANK" not in os.environ
+    job_env(_Env(0, 8, nodes=2))
+    assert export_distributed()["MASTER_PORT"] == str(master_port("77", 1))
+    job_env(_Env(0, 1))
+    assert export_distributed() == {} and "RANK" not in os.environ
 
 
 def test_after_interrupt_requeues_through_submitit_on_rank0(monkeypatch):
