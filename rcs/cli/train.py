@@ -26,6 +26,7 @@ import copy
 from typing import Any
 
 from rcs.cli.common import add_config_args
+from rcs.config.short_keys import SHORT_KEYS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -59,11 +60,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "checkpoint to continue from (with its settings)")
 
 
-FLAGS = (("method", "train.method"), ("selector", "selection.method"),
-         ("fraction", "selection.fraction"), ("epochs", "train.epochs"),
-         ("init", "train.init"), ("init_continue", "train.init_continue"),
-         ("coreset", "selection.coreset"))
-"""``rcs train`` flags and the config keys they set (also used by ``rcs submit train``)."""
+FLAGS = tuple(SHORT_KEYS.items())
+"""``rcs train`` flags and the config keys they set (:data:`rcs.config.short_keys.SHORT_KEYS`,
+which ``--sweep`` reads too)."""
 
 
 def flag_overrides(args: argparse.Namespace) -> list[str]:
