@@ -8,7 +8,6 @@ as the uninterrupted run would have.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import time
@@ -45,7 +44,7 @@ from rcs.utils.checkpoint_io import (
     load_state_dict_strict,
     save_checkpoint,
 )
-from rcs.utils.device import resolve_device
+from rcs.utils.device import autocast, resolve_device
 from rcs.utils.distributed import (
     DistEnv,
     all_reduce_mean,
@@ -58,7 +57,7 @@ from rcs.utils.distributed import (
 )
 from rcs.utils.metrics import MetricsLogger, coreset_fields
 from rcs.utils.progress import bar
-from rcs.utils.seed import rng_state, seed_everything, set_rng_state
+from rcs.utils.seed import generator, rng_state, seed_everything, seed_int, set_rng_state
 from rcs.utils.signals import StopFlag, TrainingInterrupted
 
 
@@ -76,10 +75,6 @@ class Progress:
     selected_epoch: int = 0
     """Epoch whose coreset is current: a run stopped between a selection and its first batch
     resumes with that coreset instead of selecting again."""
-
-
-def step_seed(seed: int, epoch: int, batch: int, rank: int) -> int:
-    return int(np.random.SeedSequence([seed, epoch, batch, rank]).generate_state(1)[0])
 
 
 class Trainer:
@@ -139,8 +134,6 @@ class Trainer:
         self.coreset: Coreset | None = None
         self.progress = Progress()
         self.schedule = self.build_schedule()
-        self.amp = cfg.train.amp == "bf16" or (cfg.train.amp == "auto"
-                                               and self.device.type == "cuda")
         self.logger = MetricsLogger.from_config(self.out / "metrics.jsonl", cfg,
                                                 enabled=self.env.is_main)
         self._resume(resume)
@@ -249,12 +242,6 @@ class Trainer:
             load_state_dict_strict(self.extras, state.get("extras", {}),
                                    what=f"modules of method {self.cfg.train.method} in {what}")
         self.method.load_state_dict(state.get("method", {}))
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast when train.amp asks for it (GPU by default), else nothing."""
-        if self.amp:
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
 
     def coreset_file(self, path: str | Path) -> Coreset:
         """The coreset in ``path`` (``rcs select``'s .npz), checked against this run: same
@@ -405,16 +392,16 @@ class Trainer:
         """BN running statistics from ``train.bn_recalibration`` random full-data batches (see
         :mod:`rcs.train.bn`); seeded by (seed, epoch, rank), so a resumed run repeats it."""
         cfg, bs = self.cfg, self.rank_batch
-        rng = np.random.default_rng([cfg.seed, epoch, self.env.rank, 0xB7])
+        rng = generator(cfg.seed, epoch, self.env.rank, 0xB7)
         idx = rng.choice(self.candidates, min(len(self.candidates),
                                               cfg.train.bn_recalibration * bs), replace=False)
         def forward(b: int) -> None:
             part = idx[b * bs:(b + 1) * bs]
             x, y = self.dataset.get_batch(part)
             gen = torch.Generator(device=self.device).manual_seed(
-                step_seed(cfg.seed, epoch, 2**31 + b, self.env.rank))
+                seed_int(cfg.seed, epoch, 2**31 + b, self.env.rank))
             self.method.prepare_batch(part)
-            with self._autocast():
+            with autocast(self.device, cfg.train.amp):
                 self.method.step(self.forward, self.model, x.to(self.device),
                                  None if y is None else y.to(self.device), self.augment, gen)
 
@@ -438,12 +425,12 @@ class Trainer:
         x = x.to(self.device, non_blocking=True)
         y = y.to(self.device, non_blocking=True) if y is not None else None
         gen = torch.Generator(device=self.device).manual_seed(
-            step_seed(cfg.seed, epoch, bi, self.env.rank))
+            seed_int(cfg.seed, epoch, bi, self.env.rank))
         batch_samples = len(idx) * self.env.world_size
         set_lr(self.optimizer, self.lr_for_step(epoch, bi, n_batches,
                                                 p.samples_seen + batch_samples))
         self.method.prepare_batch(idx)
-        with self._autocast():
+        with autocast(self.device, cfg.train.amp):
             out = self.method.step(self.forward, self.model, x, y, self.augment, gen)
         loss = out.loss.float()
         value = float(loss.detach())
