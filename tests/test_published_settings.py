@@ -123,12 +123,11 @@ def test_every_selector_takes_the_methods_selection_loss(method):
     """One source of truth: the trainer's method instance, RCS and the gradient baselines all
     resolve the objective from Method.selection_loss(); DynACL-style methods select with their
     loss at plain weights (the published DynACL-RCS selects with plain ACL weights)."""
-    from rcs.selection.gradient_pass import objective_and_net
-    from rcs.selection.settings import SelectorSettings
-
     from rcs.config import load_config
     from rcs.methods import build_method, method_names, selection_loss_of
     from rcs.selection import RCSSelector
+    from rcs.selection.gradient_pass import objective_and_net
+    from rcs.selection.settings import SelectorSettings
 
     assert set(EXPECTED_SELECTION_LOSS) <= set(method_names())
     cfg = load_config(None, [f"train.method={method}", *METHOD_SETS.get(method, [])])

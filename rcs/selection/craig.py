@@ -60,7 +60,7 @@ class CraigSelector:
         if knn is not None and knn < 1:
             raise ConfigError(f"craig knn={knn} must be >= 1")
         self.cfg, self.knn, self.weights = cfg, knn, bool(weights)
-        self.settings = SelectorSettings.resolve(cfg, **settings)
+        self.settings = SelectorSettings.resolve(cfg, selector=self.name, **settings)
 
     def select(self, ctx: SelectionContext) -> Coreset:
         s, timer = self.settings, Timer()

@@ -51,7 +51,7 @@ class GradNormSelector:
         if repeats < 1:
             raise ConfigError(f"gradnorm repeats={repeats} must be >= 1")
         self.cfg, self.repeats = cfg, int(repeats)
-        self.settings = SelectorSettings.resolve(cfg, **settings)
+        self.settings = SelectorSettings.resolve(cfg, selector=self.name, **settings)
         self.last_scores: tuple[np.ndarray, np.ndarray] | None = None
 
     def select(self, ctx: SelectionContext) -> Coreset:

@@ -93,7 +93,7 @@ class KCenterSelector:
     def __init__(self, cfg: Any = None, *, normalize: bool = True, weights: bool = False,
                  **settings: Any):
         self.cfg, self.normalize, self.weights = cfg, bool(normalize), bool(weights)
-        self.settings = SelectorSettings.resolve(cfg, **settings)
+        self.settings = SelectorSettings.resolve(cfg, selector=self.name, **settings)
 
     def select(self, ctx: SelectionContext) -> Coreset:
         s, timer = self.settings, Timer()

@@ -10,11 +10,13 @@ import torch
 
 def unwrap(model: Any) -> Any:
     """The module inside DDP / DataParallel (``.module``) and ``torch.compile``
-    (``._orig_mod``) wrappers: wrappers are looked through until a module with ``features``
-    (an rcs RobustModel) or no further wrapper is reached."""
-    for attr in ("module", "_orig_mod"):
-        while not hasattr(model, "features") and hasattr(model, attr):
-            model = getattr(model, attr)
+    (``._orig_mod``) wrappers, in any nesting: wrappers are looked through until a module with
+    ``features`` (an rcs RobustModel) or no further wrapper is reached."""
+    while not hasattr(model, "features"):
+        attr = next((a for a in ("module", "_orig_mod") if hasattr(model, a)), None)
+        if attr is None:
+            return model
+        model = getattr(model, attr)
     return model
 
 
