@@ -111,6 +111,15 @@ class RCSSelector:
         self.seed, self.device, self.augment = s.seed, s.device, s.augment
         self.model, self.work_dir = s.model, s.work_dir
 
+    @property
+    def distributed(self) -> bool:
+        """Whether ``select`` runs on every rank of a process group (the trainer sets it)."""
+        return self.settings.distributed
+
+    @distributed.setter
+    def distributed(self, value: bool) -> None:
+        self.settings.distributed = bool(value)
+
     # ---------------------------------------------------------------------------------- entry
     def select(self, data: Any, val: Any = None) -> Coreset:
         """``select(ctx)`` (trainer) or ``select(train_dataset, val_dataset_or_indices)``."""
