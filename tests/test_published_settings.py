@@ -100,7 +100,8 @@ def test_every_selector_takes_the_methods_selection_loss(method):
     from rcs.config import load_config
     from rcs.methods import build_method, method_names, selection_loss_of
     from rcs.selection import RCSSelector
-    from rcs.selection.baseline_grads import Settings, objective_and_net
+    from rcs.selection.gradient_pass import objective_and_net
+    from rcs.selection.settings import SelectorSettings
 
     assert set(EXPECTED_SELECTION_LOSS) <= set(method_names())
     cfg = load_config(None, [f"train.method={method}", *METHOD_SETS.get(method, [])])
@@ -119,7 +120,7 @@ def test_every_selector_takes_the_methods_selection_loss(method):
     from rcs.models import build_model
 
     model = build_model(ModelConfig(width=4, blocks=[1], head_dim=8), classifier=True)
-    bobj, _ = objective_and_net(model, Settings.from_cfg(cfg))
+    bobj, _ = objective_and_net(model, SelectorSettings.resolve(cfg))
     assert bobj == obj
 
 

@@ -140,14 +140,14 @@ def data():
     return random_images(N)
 
 
-SMALL = {"batch": 16, "sketch_dim": 32}
+SMALL = {"candidate_batch": 16, "sketch_dim": 32}
 
 
 def make(name):
     sel = build_selector(name)
     if hasattr(sel, "settings"):
         for k, v in SMALL.items():
-            setattr(sel.settings, k, v)
+            setattr(sel.settings.selection, k, v)
     if name == "rcs":
         sel.scfg.candidate_batch, sel.scfg.sketch_dim, sel.scfg.rounds = 16, 32, 3
     return sel
@@ -227,14 +227,15 @@ def test_gradnorm_keeps_the_largest_scores(model, data):
 def test_gradnorm_scores_are_norms_of_the_full_per_sample_gradients(model, data):
     """Scores (reduced chunk by chunk, scattered by position) == norms of the unreduced
     per-sample head gradients of the same views; and more repeats average more draws."""
-    from rcs.selection.baseline_grads import Settings, head_gradients
+    from rcs.selection.gradient_pass import head_gradients
+    from rcs.selection.settings import SelectorSettings
 
     ds, cand, val = data
     sel = GradNormSelector(None, batch=16, attack_steps=1)
     sel.select(ctx_of(model, data, 0.25))
     ids, scores = sel.last_scores
     full = torch.zeros(len(ids), 0)
-    for pos, g in head_gradients(ctx_of(model, data, 0.25), ids, Settings(batch=16),
+    for pos, g in head_gradients(ctx_of(model, data, 0.25), SelectorSettings.resolve(batch=16),
                                  lambda g: g):
         if full.shape[1] == 0:
             full = torch.zeros(len(ids), g.shape[1])

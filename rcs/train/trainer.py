@@ -8,7 +8,6 @@ as the uninterrupted run would have.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ from rcs.train.run_schedule import RunSchedule
 from rcs.train.run_state import Progress, RunState
 from rcs.train.schedule import set_lr
 from rcs.utils import run_guard
-from rcs.utils.device import resolve_device
+from rcs.utils.device import autocast, resolve_device
 from rcs.utils.distributed import (
     DistEnv,
     all_reduce_mean,
@@ -44,12 +43,8 @@ from rcs.utils.distributed import (
 )
 from rcs.utils.metrics import MetricsLogger
 from rcs.utils.progress import bar
-from rcs.utils.seed import seed_everything
+from rcs.utils.seed import generator, seed_everything, seed_int
 from rcs.utils.signals import StopFlag, TrainingInterrupted
-
-
-def step_seed(seed: int, epoch: int, batch: int, rank: int) -> int:
-    return int(np.random.SeedSequence([seed, epoch, batch, rank]).generate_state(1)[0])
 
 
 class Trainer(RunSchedule, CoresetPhase, RunState):
@@ -113,19 +108,11 @@ class Trainer(RunSchedule, CoresetPhase, RunState):
         self.coreset: Coreset | None = None
         self.progress = Progress()
         self.schedule = self.build_schedule()
-        self.amp = cfg.train.amp == "bf16" or (cfg.train.amp == "auto"
-                                               and self.device.type == "cuda")
         self.logger = MetricsLogger.from_config(self.out / "metrics.jsonl", cfg,
                                                 enabled=self.env.is_main)
         self._resume(resume)
         if cfg.train.init and self.progress.step == 0 and self.progress.epoch == 1:
             self.init_from(cfg.train.init, cfg.train.init_continue)  # a fresh run only
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast when train.amp asks for it (GPU by default), else nothing."""
-        if self.amp:
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
 
     # ----------------------------------------------------------------- training
     def fit(self, until_epoch: int | None = None) -> dict[str, Any]:
@@ -199,16 +186,16 @@ class Trainer(RunSchedule, CoresetPhase, RunState):
         """BN running statistics from ``train.bn_recalibration`` random full-data batches (see
         :mod:`rcs.train.bn`); seeded by (seed, epoch, rank), so a resumed run repeats it."""
         cfg, bs = self.cfg, self.rank_batch
-        rng = np.random.default_rng([cfg.seed, epoch, self.env.rank, 0xB7])
+        rng = generator(cfg.seed, epoch, self.env.rank, 0xB7)
         idx = rng.choice(self.candidates, min(len(self.candidates),
                                               cfg.train.bn_recalibration * bs), replace=False)
         def forward(b: int) -> None:
             part = idx[b * bs:(b + 1) * bs]
             x, y = self.dataset.get_batch(part)
             gen = torch.Generator(device=self.device).manual_seed(
-                step_seed(cfg.seed, epoch, 2**31 + b, self.env.rank))
+                seed_int(cfg.seed, epoch, 2**31 + b, self.env.rank))
             self.method.prepare_batch(part)
-            with self._autocast():
+            with autocast(self.device, cfg.train.amp):
                 self.method.step(self.forward, self.model, x.to(self.device),
                                  None if y is None else y.to(self.device), self.augment, gen)
 
@@ -232,12 +219,12 @@ class Trainer(RunSchedule, CoresetPhase, RunState):
         x = x.to(self.device, non_blocking=True)
         y = y.to(self.device, non_blocking=True) if y is not None else None
         gen = torch.Generator(device=self.device).manual_seed(
-            step_seed(cfg.seed, epoch, bi, self.env.rank))
+            seed_int(cfg.seed, epoch, bi, self.env.rank))
         batch_samples = len(idx) * self.env.world_size
         set_lr(self.optimizer, self.lr_for_step(epoch, bi, n_batches,
                                                 p.samples_seen + batch_samples))
         self.method.prepare_batch(idx)
-        with self._autocast():
+        with autocast(self.device, cfg.train.amp):
             out = self.method.step(self.forward, self.model, x, y, self.augment, gen)
         loss = out.loss.float()
         value = float(loss.detach())
