@@ -51,6 +51,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from rcs.utils.tables import markdown_table  # noqa: E402
+
 DEFAULT_CONFIG = ROOT / "configs" / "tiny" / "cifar10_subset_compare.yaml"
 
 
@@ -259,19 +261,18 @@ def table(rows: list[dict[str, Any]], arms: list[str], fractions: list[float],
             ("max_class_share", "largest class", 3), ("SA", "SA", 2), ("RA", "RA PGD-20", 2),
             ("seconds", "run s", 1)]
     cols = [c for c in cols if any(c[0] in r for r in rows)]
-    lines = ["| k | arm | seeds | " + " | ".join(c[1] for c in cols) + " |",
-             "|---|---|---|" + "---|" * len(cols)]
+    body: list[list[str]] = []
     stats: dict[str, Any] = {}
     base = arms[-1]
     for k in fractions:
         ref = reference.get(f"{k:g}")
         if ref:
-            lines.append(f"| {k:g} | warm-up only | - | " + " | ".join(
-                f"{ref[c[0]]:.{c[2]}f}" if c[0] in ref else "-" for c in cols) + " |")
+            body.append([f"{k:g}", "warm-up only", "-"] + [
+                f"{ref[c[0]]:.{c[2]}f}" if c[0] in ref else "-" for c in cols])
         for arm in arms:
             rs = [r for r in rows if r["arm"] == arm and r["fraction"] == k]
-            lines.append(f"| {k:g} | {arm} | {len(rs)} | " + " | ".join(
-                _ms([r[c[0]] for r in rs if c[0] in r], c[2]) for c in cols) + " |")
+            body.append([f"{k:g}", arm, str(len(rs))] + [
+                _ms([r[c[0]] for r in rs if c[0] in r], c[2]) for c in cols])
         for arm in arms[:-1]:
             key = f"k{k:g}/{arm}-{base}"
             stats[key] = {}
@@ -284,15 +285,17 @@ def table(rows: list[dict[str, Any]], arms: list[str], fractions: list[float],
                 seeds = [s for s in pa if pa[s] is not None and pb.get(s) is not None]
                 if seeds:
                     stats[key][metric] = paired([pa[s] for s in seeds], [pb[s] for s in seeds])
-    lines += ["", f"Paired differences (arm - {base}; negative RD = better; 95% t-interval; "
-              "wins = seeds where the arm is lower / higher for accuracies):", "",
-              "| k / arm | metric | mean diff | 95% CI | wins | sign-test p |",
-              "|---|---|---|---|---|---|"]
+    diffs = []
     for key, per in stats.items():
         for metric, s in per.items():
             wins = s["wins"] if "rd" in metric else s["n"] - s["wins"]
-            lines.append(f"| {key} | {metric} | {s['mean']:+.4f} | [{s['lo']:+.4f}, "
-                         f"{s['hi']:+.4f}] | {wins}/{s['n']} | {s['sign_p']:.3f} |")
+            diffs.append([key, metric, f"{s['mean']:+.4f}", f"[{s['lo']:+.4f}, {s['hi']:+.4f}]",
+                          f"{wins}/{s['n']}", f"{s['sign_p']:.3f}"])
+    lines = [markdown_table(["k", "arm", "seeds"] + [c[1] for c in cols], body), "",
+             f"Paired differences (arm - {base}; negative RD = better; 95% t-interval; "
+             "wins = seeds where the arm is lower / higher for accuracies):", "",
+             markdown_table(["k / arm", "metric", "mean diff", "95% CI", "wins", "sign-test p"],
+                            diffs)]
     return "\n".join(lines), stats
 
 

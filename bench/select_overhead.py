@@ -6,7 +6,8 @@ epochs, the RCS selector (the config's defaults unless ``--set selection.*=...``
 the same model, data and augmentation. ``--repeats`` epochs and selections alternate, so load
 changes on a shared machine hit both sides; the figures are medians with the spread (min-max)
 of each. Prints the machine, threads and load, each selection phase's median time and, as its
-last line, ``select_overhead_ratio: X`` (median selection / median epoch; target <= 0.10).
+last line, ``select_overhead_ratio: X`` (median selection / median epoch; target <= 0.10);
+``--json PATH`` also writes the figures.
 
 Default model: the published full-width ResNet-18 (dual BN, 3-layer 512-d head) on 960 images
 of the real CIFAR-10 subset, batch 64 (about 3 min an epoch on a quiet 2-core CPU). ``--quick``:
@@ -20,6 +21,7 @@ width 16, one block per stage, for a quick look.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -69,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="another selector setting measured in the same repeats (repeatable), "
                         "e.g. train_attack_steps=0")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--json", default="", help="also write the figures to this JSON file")
     args = p.parse_args(argv)
     if args.quick:
         args.width, args.blocks, args.head_dim = 16, "[1,1,1,1]", 64
@@ -135,6 +138,16 @@ def main(argv: list[str] | None = None) -> int:
         for k, v in phases[name].items():
             print(f"  {k:>12s}: {_fmt(v)}")
     print(f"peak RSS: {_peak_rss_gb():.2f} GB; load now {os.getloadavg()[0]:.2f}")
+    if args.json:
+        med = {k: float(np.median(v)) for k, v in selections.items()}
+        Path(args.json).write_text(json.dumps({
+            "epoch_seconds": float(np.median(epochs)), "epochs_all": epochs,
+            "selection_seconds": med["defaults"], "selections_all": selections,
+            "select_overhead_ratio": med["defaults"] / float(np.median(epochs)),
+            "ratios": {k: v / float(np.median(epochs)) for k, v in med.items()},
+            "phases": {k: {p: float(np.median(v)) for p, v in ph.items()}
+                       for k, ph in phases.items()},
+            "settings": vars(args)}, indent=2))
     print(f"select_overhead_ratio: {np.median(selections['defaults']) / np.median(epochs):.3f}")
     return 0
 

@@ -38,6 +38,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from rcs.utils.tables import markdown_table  # noqa: E402
+
 CONFIG = ROOT / "configs" / "tiny" / "cifar10_subset_compare.yaml"
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -184,18 +187,18 @@ def main(argv: list[str] | None = None) -> int:
             "phases": {k: float(np.median([p[k] for p in ph])) for k in ph[0]} if ph else {},
             "val_attacks": runs[0].get("val_attacks", "-")})
     exact = next((r["benefit"] for r in rows if r["variant"] == "exact-greedy"), None)
-    lines = ["| variant | |S| | true RD decrease (mean over seeds) | per seed | share of exact "
-             "greedy | select s (median) | gradients / validation / greedy s | U attacks |",
-             "|---|---|---|---|---|---|---|---|"]
+    body = []
     for r in rows:
         share = f"{r['benefit'] / exact:.3f}" if exact else "-"
         ph = r.get("phases") or {}
         phases = " / ".join(f"{ph[k]:.1f}" if ph.get(k) is not None else "-"
                             for k in ("gradients", "validation", "greedy")) if ph else "-"
         seeds = " ".join(f"{b:+.4f}" for b in r["per_seed"])
-        lines.append(f"| {r['variant']} | {r['size']} | {r['benefit']:+.6f} | {seeds} | "
-                     f"{share} | {r['seconds']:.1f} | {phases} | {r['val_attacks']} |")
-    table = "\n".join(lines)
+        body.append([r["variant"], r["size"], f"{r['benefit']:+.6f}", seeds, share,
+                     f"{r['seconds']:.1f}", phases, r["val_attacks"]])
+    table = markdown_table(["variant", "|S|", "true RD decrease (mean over seeds)", "per seed",
+                            "share of exact greedy", "select s (median)",
+                            "gradients / validation / greedy s", "U attacks"], body)
     print(table)
     if args.out:
         out = Path(args.out)

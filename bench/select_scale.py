@@ -22,6 +22,7 @@ cache; with ``--reuse`` on a store evicted from the cache, the first round reads
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import shutil
 import sys
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the store file afterwards")
     ap.add_argument("--reuse", action="store_true",
                     help="reuse a store kept by an earlier --keep run in --store-dir")
+    ap.add_argument("--json", default="", help="also write the figures to this JSON file")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -116,6 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     if not a.keep:
         shutil.rmtree(root, ignore_errors=True) if not a.store_dir else path.unlink()
     print(f"select_scale: seconds={seconds:.1f} peak_gb={peak_gb():.2f}")
+    if a.json:
+        Path(a.json).write_text(json.dumps({
+            "seconds": seconds, "peak_gb": peak_gb(), "store_gb": size_gb,
+            "write_seconds": t_write, "index_seconds": t_index, "engine": retr.engine,
+            "round_seconds": round_times, "budget": n_sel, "settings": vars(a)}, indent=2))
     return 0
 
 

@@ -10,7 +10,9 @@ dual-stream NT-Xent loss and a LARS step), in one process, one after the other:
          augmentation in DataLoader workers, fp32, contiguous NCHW, the attack back-propagating
          into the parameters too, NT-Xent with the subtract-e^{1/t} diagonal trick.
 
-Prints images/s of each and, as its last line, ``throughput_ratio: X`` (ours / naive).
+``--repeats N`` alternates the two sides N times (ours, naive, ours, ...) and reports medians
+with the spread (min-max). Prints images/s of each and, as its last line,
+``throughput_ratio: X`` (median ours / median naive); ``--json PATH`` also writes the figures.
 
   python bench/train_throughput.py                      # small ResNet on CPU
   python bench/train_throughput.py --arch resnet18 --width 64 --device cuda --limit 0
@@ -19,6 +21,7 @@ Prints images/s of each and, as its last line, ``throughput_ratio: X`` (ours / n
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import random
@@ -158,6 +161,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
                    help="DataLoader workers of the naive side (the reference uses 4)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--repeats", type=int, default=1, help="epochs of each side, interleaved")
+    p.add_argument("--json", default="", help="also write the figures to this JSON file")
     args = p.parse_args()
     device = torch.device(args.device)
 
@@ -174,14 +179,25 @@ def main() -> None:
     print(f"device={device} arch={args.arch} width={args.width} blocks={args.blocks} "
           f"images={len(images)} batch={args.batch_size} pgd_steps={args.steps} "
           f"threads={torch.get_num_threads()}")
-    with tempfile.TemporaryDirectory() as tmp:
-        t_ours, n_ours = ours_epoch(args, Path(tmp))
-    t_naive, n_naive = naive_epoch(model, images, args, device)
-    ours, naive = n_ours / t_ours, n_naive / t_naive
-    print(f"ours : {n_ours} images in {t_ours:.1f} s = {ours:.1f} images/s")
-    print(f"naive: {n_naive} images in {t_naive:.1f} s = {naive:.1f} images/s")
-    print(f"throughput_ratio: {ours / naive:.3f}")
-
+    ours, naive = [], []
+    for r in range(args.repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            t_ours, n_ours = ours_epoch(args, Path(tmp))
+        t_naive, n_naive = naive_epoch(model, images, args, device)
+        ours.append(n_ours / t_ours)
+        naive.append(n_naive / t_naive)
+        print(f"repeat {r + 1}: ours {n_ours} images in {t_ours:.2f} s = {ours[-1]:.1f} "
+              f"images/s; naive {n_naive} images in {t_naive:.2f} s = {naive[-1]:.1f} images/s",
+              flush=True)
+    mo, mn = float(np.median(ours)), float(np.median(naive))
+    print(f"ours : {mo:.1f} images/s [{min(ours):.1f}-{max(ours):.1f}]")
+    print(f"naive: {mn:.1f} images/s [{min(naive):.1f}-{max(naive):.1f}]")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "ours_images_per_s": mo, "naive_images_per_s": mn, "throughput_ratio": mo / mn,
+            "ours_all": ours, "naive_all": naive, "images": len(images),
+            "settings": vars(args)}, indent=2))
+    print(f"throughput_ratio: {mo / mn:.3f}")
 
 if __name__ == "__main__":
     main()

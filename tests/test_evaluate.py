@@ -3,6 +3,7 @@ CIFAR-10-C style corruption files."""
 
 from __future__ import annotations
 
+import copy
 import os
 
 import numpy as np
@@ -121,26 +122,64 @@ def test_clean_accuracy_matches_a_direct_computation(trained):
     assert clean_accuracy(model, test, batch_size=37)["accuracy"] == pytest.approx(direct)
 
 
-def test_pgd_matches_a_torchattacks_style_attack_without_random_start(trained):
-    """Same eps, alpha, steps and no random start: the same examples and the same accuracy."""
-    from rcs.attacks import objectives, pgd
-
-    model, test = trained
-    eps, alpha, steps = 1.5 / 255, 0.5 / 255, 3  # a weak attack: accuracy strictly in (0, clean)
-    atk_cfg = AttackConfig(eps=eps, alpha=alpha, steps=steps, random_start=False)
-    ours = pgd_accuracy(model, test, atk_cfg, batch_size=50)
-    x = torch.from_numpy(test.images).permute(0, 3, 1, 2).float() / 255
-    y = torch.from_numpy(test.labels)
-    adv = torch.cat([TorchattacksStylePGD(model, eps, alpha, steps, random_start=False)(
-        x[s:s + 50], y[s:s + 50]) for s in range(0, len(x), 50)])
+def linear_problem(n: int = 400, seed: int = 0) -> tuple[nn.Module, ImageDataset]:
+    """A binary linear classifier on flattened [0, 1] 8x8 images and images in [0.25, 0.75]
+    (8/255 never reaches the box), labels its own predictions on half of them and the other
+    class on a tenth."""
+    g = torch.Generator().manual_seed(seed)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2)).double()
     with torch.no_grad():
-        theirs = (model(adv).argmax(1) == y).float().mean().item()
-        clean = (model(x).argmax(1) == y).float().mean().item()
-    assert 0.0 < theirs < clean
-    assert ours["accuracy"] == pytest.approx(theirs, abs=1.5 / len(y))
-    ours_adv = pgd(objectives.cross_entropy(model, y[:50]), x[:50], eps, alpha, steps,
-                   random_start=False, model=model)
-    assert torch.allclose(ours_adv, adv[:50], atol=1e-6)
+        model[1].weight.copy_(torch.randn(2, 3 * 8 * 8, generator=g, dtype=torch.float64) * 0.05)
+        model[1].bias.copy_(-0.5 * model[1].weight.sum(1))  # centred on the mean image
+    rng = np.random.default_rng(seed)
+    images = rng.integers(64, 192, (n, 8, 8, 3), dtype=np.uint8)
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).double() / 255
+    with torch.no_grad():
+        pred = model(x).argmax(1).numpy()
+    wrong = rng.random(n) < 0.1
+    return model, ImageDataset(images, np.where(wrong, 1 - pred, pred).astype(np.int64))
+
+
+def linear_robust_accuracy(model: nn.Module, dataset: ImageDataset, eps: float) -> float:
+    """Exact L-inf robust accuracy of a binary linear classifier on [0, 1] inputs (no box
+    constraint binds): the worst perturbation is eps * sign(w_other - w_y), so a correct sample
+    survives iff its margin (w_y - w_o) x + b_y - b_o exceeds eps * ||w_y - w_o||_1."""
+    w, b = model[1].weight.detach(), model[1].bias.detach()
+    x = torch.from_numpy(dataset.images).permute(0, 3, 1, 2).double().flatten(1) / 255
+    y = torch.from_numpy(dataset.labels)
+    dw = w[y] - w[1 - y]
+    margin = (dw * x).sum(1) + b[y] - b[1 - y]
+    return float((margin > eps * dw.abs().sum(1)).double().mean())
+
+
+@pytest.mark.parametrize("eps", [1 / 255, 2 / 255, 4 / 255])
+def test_pgd_accuracy_equals_the_closed_form_linear_robust_accuracy(eps):
+    """PGD with alpha = eps finds the optimal L-inf attack of a linear binary model in one step;
+    its accuracy is the closed form. A classifier fed [0, 255] or normalised inputs, logits
+    replaced by something else, or eps on another scale would not match."""
+    model, ds = linear_problem()
+    exact = linear_robust_accuracy(model, ds, eps)
+    clean = linear_robust_accuracy(model, ds, 0.0)
+    assert 0.05 < exact < clean - 0.05  # the attack flips some, but not all, samples
+    assert clean_accuracy(model.float(), ds, batch_size=64)["accuracy"] == pytest.approx(clean)
+    rob = pgd_accuracy(model.float(), ds, AttackConfig(eps=eps, alpha=eps, steps=3), batch_size=64)
+    assert rob["accuracy"] == pytest.approx(exact, abs=1 / len(ds))
+
+
+def test_the_closed_form_check_fails_on_a_wrong_input_contract():
+    """The closed-form check can fail: the same image classifier written for [0, 255] inputs
+    (weights / 255) and handed [0, 1] images, as an evaluation with the wrong input contract
+    would, gives clean and PGD accuracies unequal to the closed form of the image classifier."""
+    model, ds = linear_problem()
+    eps = 2 / 255
+    wrong = copy.deepcopy(model).float()
+    with torch.no_grad():
+        wrong[1].weight.div_(255)
+    clean = clean_accuracy(wrong, ds, batch_size=64)["accuracy"]
+    assert clean != pytest.approx(linear_robust_accuracy(model, ds, 0.0), abs=1 / len(ds))
+    rob = pgd_accuracy(wrong, ds, AttackConfig(eps=eps, alpha=eps, steps=3), batch_size=64)
+    assert rob["accuracy"] != pytest.approx(linear_robust_accuracy(model, ds, eps),
+                                            abs=1 / len(ds))
 
 
 def test_third_party_attack_runs_on_the_exported_classifier():

@@ -10,46 +10,24 @@ import pytest
 import torch
 
 from rcs.cli.main import main
-from rcs.config import load_config, to_dict
+from rcs.config import to_dict
 from rcs.errors import CheckpointError, ConfigError
 from rcs.finetune.export import export_checkpoint
 from rcs.models import (
     build_exported,
-    build_model,
     export_classifier,
     load_exported,
-    multi_bn_layers,
     single_bn_state_dict,
 )
 from rcs.models.pretrained import load_classifier, save_classifier
-from rcs.utils.checkpoint_io import save_checkpoint
+from tests.conftest import pretraining_checkpoint as _checkpoint
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-TINY = ["data.name=synthetic", "data.synthetic_size=64", "model.width=4", "model.blocks=[1]",
-        "model.head_dim=8", "device=cpu"]
-
-
-def randomise_bns(model: torch.nn.Module, seed: int = 1) -> None:
-    """Give every branch of every multi-BN layer its own affine parameters and statistics."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in multi_bn_layers(model):
-            for bn in m.bns.values():
-                bn.weight.copy_(torch.rand(bn.weight.shape, generator=g) + 0.5)
-                bn.bias.copy_(torch.randn(bn.bias.shape, generator=g) * 0.3)
-                bn.running_mean.copy_(torch.randn(bn.running_mean.shape, generator=g) * 0.2)
-                bn.running_var.copy_(torch.rand(bn.running_var.shape, generator=g) + 0.5)
-                bn.num_batches_tracked.fill_(int(torch.randint(1, 99, (1,), generator=g)))
 
 
 def pretraining_checkpoint(tmp_path: Path, extra: list[str] | None = None):
-    cfg = load_config(None, TINY + [f"out_dir={tmp_path}"] + (extra or []))
-    torch.manual_seed(0)
-    model = build_model(cfg.model)
-    randomise_bns(model)
-    path = tmp_path / "checkpoint.pt"
-    save_checkpoint(path, {"model": model.state_dict(), "config_json": json.dumps(to_dict(cfg)),
-                           "progress": {"epoch": 2}, "complete": True})
+    """conftest's tiny pretraining checkpoint, its model in eval mode."""
+    path, cfg, model = _checkpoint(tmp_path, extra)
     return path, cfg, model.eval()
 
 

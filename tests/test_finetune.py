@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
 
-from rcs.config import load_config, to_dict
+from rcs.config import load_config
 from rcs.errors import CheckpointError, ConfigError
 from rcs.finetune import (
     crop_flip,
@@ -21,11 +19,8 @@ from rcs.finetune import (
     save_classifier,
 )
 from rcs.finetune.protocol import ModeSettings
-from rcs.models import build_model, multi_bn_layers
 from rcs.utils.checkpoint_io import save_checkpoint
-
-TINY = ["data.name=synthetic", "data.synthetic_size=64", "model.width=4", "model.blocks=[1]",
-        "model.head_dim=8", "device=cpu", "eval.pgd.steps=2"]
+from tests.conftest import pretraining_checkpoint
 
 
 def settings(mode: str, epochs: int = 1, lr: float = 0.05, bs: int = 32) -> ModeSettings:
@@ -35,21 +30,7 @@ def settings(mode: str, epochs: int = 1, lr: float = 0.05, bs: int = 32) -> Mode
 @pytest.fixture()
 def pretrained(tmp_path):
     """A tiny 'pretraining' checkpoint whose two BN branches hold different statistics."""
-    cfg = load_config(None, TINY + [f"out_dir={tmp_path}"])
-    torch.manual_seed(0)
-    model = build_model(cfg.model)
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for m in multi_bn_layers(model):
-            for bn in m.bns.values():
-                bn.weight.copy_(torch.rand(bn.weight.shape, generator=g) + 0.5)
-                bn.bias.copy_(torch.randn(bn.bias.shape, generator=g) * 0.3)
-                bn.running_mean.copy_(torch.randn(bn.running_mean.shape, generator=g) * 0.2)
-                bn.running_var.copy_(torch.rand(bn.running_var.shape, generator=g) + 0.5)
-    path = tmp_path / "checkpoint.pt"
-    save_checkpoint(path, {"model": model.state_dict(), "config_json": json.dumps(to_dict(cfg)),
-                           "progress": {"epoch": 2}, "complete": True})
-    return path, cfg, model
+    return pretraining_checkpoint(tmp_path, ["eval.pgd.steps=2"], counts=False)
 
 
 def dataset(cfg):

@@ -20,6 +20,7 @@ import torch.multiprocessing as mp
 from rcs.cli.main import build_parser, main
 from rcs.config import load_config
 from rcs.errors import ConfigError
+from tests.conftest import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -235,13 +236,22 @@ def test_export_distributed(monkeypatch):
     for k in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK",
               "LOCAL_WORLD_SIZE", "RCS_MASTER_PORT", "SLURM_RESTART_COUNT"):
         monkeypatch.delenv(k, raising=False)
-    v = export_distributed(_Env(5, 8, nodes=2))
+    import submitit
+
+    def job_env(env):  # submitit's TorchDistributedEnvironment reads this task's layout
+        monkeypatch.setattr(submitit, "JobEnvironment", lambda: env)
+        monkeypatch.setattr(submitit.helpers, "JobEnvironment", lambda: env)
+
+    job_env(_Env(5, 8, nodes=2))
+    v = export_distributed()
     assert v == {"MASTER_ADDR": "n1", "MASTER_PORT": str(master_port("77", 0)), "RANK": "5",
                  "WORLD_SIZE": "8", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "4"}
     assert os.environ["RANK"] == "5" and 20000 <= int(v["MASTER_PORT"]) < 60000
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # a requeued run gets a fresh port
-    assert export_distributed(_Env(0, 8, nodes=2))["MASTER_PORT"] == str(master_port("77", 1))
-    assert export_distributed(_Env(0, 1)) == {} and "RANK" not in os.environ
+    job_env(_Env(0, 8, nodes=2))
+    assert export_distributed()["MASTER_PORT"] == str(master_port("77", 1))
+    job_env(_Env(0, 1))
+    assert export_distributed() == {} and "RANK" not in os.environ
 
 
 def test_after_interrupt_requeues_through_submitit_on_rank0(monkeypatch):
@@ -280,11 +290,10 @@ def test_after_interrupt_requeues_through_submitit_on_rank0(monkeypatch):
 
 
 # ----------------------------------------------------------------------------- distributed
-TINY = ["data.synthetic_size=96", "data.val_fraction=0.1", "model.width=4", "model.blocks=[1]",
-        "model.head_dim=16", "train.batch_size=16", "train.epochs=1", "train.attack.steps=1",
-        "train.channels_last=false", "selection.method=rcs", "selection.warmup_epochs=0",
-        "selection.every=1", "selection.fraction=0.25", "selection.rounds=3",
-        "selection.sketch_dim=16", "selection.candidate_batch=16", "device=cpu"]
+TINY = tiny("train.epochs=1", "selection.method=rcs", "selection.warmup_epochs=0",
+            "selection.every=1", "selection.fraction=0.25", "selection.rounds=3",
+            "selection.sketch_dim=16", "selection.candidate_batch=16",
+            drop=("data.name", "train.log_every"))
 
 
 def _free_port() -> int:

@@ -16,15 +16,12 @@ from rcs.config import load_config
 from rcs.errors import ConfigError
 from rcs.utils.loggers import flatten, scalars
 from rcs.utils.metrics import MetricsLogger, read_jsonl
+from tests.conftest import tiny
 
-TINY = [
-    "data.name=synthetic", "data.synthetic_size=64", "data.val_fraction=0.125",
-    "model.width=4", "model.blocks=[1]", "model.head_dim=8", "train.batch_size=16",
-    "train.epochs=2", "train.attack.steps=1", "train.log_every=1",
-    "train.channels_last=false", "selection.method=rcs", "selection.warmup_epochs=1",
-    "selection.every=1", "selection.fraction=0.5", "selection.rounds=2",
-    "selection.candidate_batch=8", "selection.val_attack_steps=1", "device=cpu",
-]
+TINY = tiny("data.synthetic_size=64", "data.val_fraction=0.125", "model.head_dim=8",
+            "selection.method=rcs", "selection.warmup_epochs=1", "selection.every=1",
+            "selection.fraction=0.5", "selection.rounds=2", "selection.candidate_batch=8",
+            "selection.val_attack_steps=1")
 
 
 def as_number(cell: str):

@@ -341,3 +341,15 @@ def test_rd_minmax_constant_row_finite_and_bad_name():
     assert torch.isfinite(rd_minmax_kl(z, torch.randn(2, 4)))
     with pytest.raises(ValueError):
         rd_distance(z, z, "js")
+
+
+def test_new_losses_stay_fp32_under_bf16_autocast():
+    from rcs.losses import byol_loss, rocl_nt_xent, supcon_loss
+
+    rng = np.random.default_rng(7)
+    vs = [torch.tensor(rng.standard_normal((4, 8)), dtype=torch.float32) for _ in range(4)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        vb = [v.bfloat16() for v in vs]
+        out = [supcon_loss(vb), rocl_nt_xent(vb[:3]), byol_loss(torch.cat(vb[:2]),
+                                                                 torch.cat(vb[2:]))]
+    assert all(o.dtype == torch.float32 and torch.isfinite(o) for o in out)

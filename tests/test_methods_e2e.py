@@ -7,20 +7,17 @@ Each takes about 1-5 s on 2 CPU cores (width-4 ResNet, 96 synthetic images, 2 ep
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
 from rcs.cli.main import main
+from tests.conftest import sets, tiny
 
-COMMON = [
-    "data.name=synthetic", "data.synthetic_size=96", "data.val_fraction=0.1",
-    "model.width=4", "model.blocks=[1]", "model.head_dim=16", "model.head_hidden=16",
-    "train.batch_size=16", "train.epochs=2", "train.lr_warmup_epochs=1", "train.attack.steps=1",
-    "train.log_every=1", "train.channels_last=false", "selection.method=rcs",
-    "selection.fraction=0.2", "selection.warmup_epochs=1", "selection.every=1",
-    "selection.rounds=2", "selection.candidate_batch=32", "selection.sketch_dim=64",
-    "selection.val_attack_steps=1", "device=cpu",
-]
+COMMON = tiny("model.head_hidden=16", "train.lr_warmup_epochs=1", "selection.method=rcs",
+              "selection.fraction=0.2", "selection.warmup_epochs=1", "selection.every=1",
+              "selection.rounds=2", "selection.candidate_batch=32", "selection.sketch_dim=64",
+              "selection.val_attack_steps=1")
 EXTRA = {
     "advcl": ["train.advcl.clusters=[2,10,50]", "train.advcl.kmeans_iters=5",
               "train.advcl.pseudo_every=1"],
@@ -28,10 +25,6 @@ EXTRA = {
     "byorl": [],
     "tikhonov": [],
 }
-
-
-def sets(items: list[str]) -> list[str]:
-    return [a for kv in items for a in ("--set", kv)]
 
 
 def run_method(tmp_path, method: str, label_fraction: float | None = None) -> dict:
@@ -99,3 +92,64 @@ def test_methods_under_ddp_two_gloo_ranks(tmp_path):
         assert res.returncode == 0, res.stderr[-3000:]
         summary = json.loads((out / "summary.json").read_text())
         assert summary["world_size"] == 2 and summary["selections"] == 1
+
+
+# ------------------------------------------------------------------ the loss falls on a fixed batch
+def fixed_batch_losses(method: str, steps: int = 12, lr: float = 0.05,
+                       forward_wrapper=None) -> list[float]:
+    """The method's loss on the same 16 images, the same views and the same attack start at each
+    of ``steps`` SGD steps (momentum 0.9) over the model and the method's extra modules:
+    a working method fits the batch, so its loss falls."""
+    import numpy as np
+    import torch
+
+    from tests.conftest import method_setup
+
+    cfg, m, model, extras, fw, ds, aug = method_setup(method)
+    m.on_epoch_start(1, aug)
+    model.train()
+    params = [p for p in [*model.parameters(), *extras.parameters()] if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=lr, momentum=0.9)
+    idx = np.arange(16)
+    x, _ = ds.get_batch(idx)
+    forward = fw if forward_wrapper is None else forward_wrapper(fw)
+    losses = []
+    for k in range(steps):
+        m.prepare_batch(idx)
+        out = m.step(forward, model, x, None, aug, torch.Generator().manual_seed(0))
+        losses.append(float(out.loss.detach()))
+        opt.zero_grad()
+        if out.loss.requires_grad:
+            out.loss.backward()
+        opt.step()
+        m.after_step(k / steps)
+    return losses
+
+
+def loss_falls(losses: list[float], margin: float = 0.1) -> bool:
+    """The mean loss of the last three steps is at least ``margin`` (relative) below the first."""
+    last = sum(losses[-3:]) / 3
+    return last < (1 - margin) * losses[0]
+
+
+class DetachedForward:
+    """A broken method's forward: its outputs carry no gradient to the model."""
+
+    def __init__(self, fw):
+        self.fw = fw
+
+    def __call__(self, calls):
+        return [o.detach() if hasattr(o, "detach") else o for o in self.fw(calls)]
+
+
+@pytest.mark.parametrize("method", ["advcl", "rocl", "byorl", "tikhonov"])
+def test_each_methods_loss_falls_on_a_fixed_batch(method):
+    losses = fixed_batch_losses(method)
+    assert all(math.isfinite(v) for v in losses), losses
+    assert loss_falls(losses), (method, losses)
+
+
+@pytest.mark.parametrize("method", ["rocl", "byorl"])
+def test_a_method_with_detached_gradients_fails_the_loss_check(method):
+    losses = fixed_batch_losses(method, forward_wrapper=DetachedForward)
+    assert not loss_falls(losses), (method, losses)

@@ -23,46 +23,12 @@ from rcs.losses import (
     rocl_nt_xent,
 )
 from rcs.utils.checkpoint_io import load_checkpoint
-from tests.test_methods_more import TINY, StopAfter
+from tests.conftest import FAMILY_METHODS, METHOD_SETS, StopAfter
+from tests.conftest import METHOD_TINY as TINY
+from tests.conftest import method_cfg as cfg_for
+from tests.conftest import method_setup as setup
 
-SINGLE = ["model.bn_names=[normal]", "model.head=rocl"]
-SETS = {
-    "clae": ["train.method=clae", "train.attack.eps=0.03", "train.attack.alpha=0.03",
-             "train.attack.random_start=false", "train.clae.alpha=0.7"],
-    "ifm": ["train.method=ifm", "train.ifm.epsilon=0.2", "train.ifm.alpha=0.5", *SINGLE],
-    "hcl": ["train.method=hcl", "train.hcl.tau_plus=0.2", "train.hcl.beta=0.5", *SINGLE],
-    "mochi": ["train.method=mochi", "train.mochi.hard=6", "train.mochi.mix=5",
-              "train.mochi.query_mix=3", *SINGLE],
-    "rush": ["train.method=rush", *SINGLE],
-    "aacl": ["train.method=aacl"],
-    "arocl": ["train.method=arocl", "train.ainfonce.variant=iphn", *SINGLE],
-    "adco": ["train.method=adco", "train.memory.size=24", "train.temperature=0.2",
-             "train.memory.temperature=0.1", *SINGLE],
-    "caco": ["train.method=caco", "train.memory.size=24", "train.temperature=0.2",
-             "train.memory.temperature=0.1", "train.memory.weight_decay=0.01", *SINGLE],
-}
-
-
-def cfg_for(method: str, *extra: str, out=None):
-    sets = TINY + SETS[method] + list(extra)
-    if out is not None:
-        sets.append(f"out_dir={out}")
-    return load_config(None, sets)
-
-
-def setup(method: str, *extra: str):
-    from rcs.data import Augment, build_dataset
-    from rcs.methods import build_method
-    from rcs.methods.base import MultiForward, RunContext
-    from rcs.models import build_model
-
-    cfg = cfg_for(method, *extra)
-    torch.manual_seed(0)
-    m = build_method(method, cfg)
-    model = build_model(cfg.model)
-    ds = build_dataset(cfg.data)
-    extras = torch.nn.ModuleDict(m.setup(RunContext(model, ds, torch.device("cpu"))))
-    return cfg, m, model, extras, MultiForward(model, extras), ds, Augment(cfg.augment)
+SETS = {m: METHOD_SETS[m] for m in FAMILY_METHODS}
 
 
 class Spy:

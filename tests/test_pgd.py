@@ -229,3 +229,22 @@ def test_kl_and_rd_objectives():
             rd_kl(z_nat, model(x_adv)).item())
     with pytest.raises(ValueError):
         objectives.rd(model, z_nat, "ot")
+
+
+def test_pgd_start_clamp_keeps_the_first_forward_in_the_box():
+    from rcs.attacks import pgd
+
+    x = torch.tensor([[0.0, 0.01, 0.5, 0.99, 1.0]]).repeat(64, 1)
+    for clamp in (False, True):
+        seen = []
+
+        def loss_fn(xa, seen=seen):
+            seen.append(xa.detach().clone())
+            return xa.sum()
+
+        pgd(loss_fn, x, eps=0.03, alpha=0.0, steps=1, generator=torch.Generator().manual_seed(0),
+            start_clamp=clamp)
+        first = seen[0]
+        inside = bool(((first >= 0) & (first <= 1)).all())
+        assert inside == clamp
+        assert ((first - x).abs() <= 0.03 + 1e-7).all()

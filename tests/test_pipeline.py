@@ -14,20 +14,12 @@ import numpy as np
 import pytest
 
 from rcs.cli.main import main
+from tests.conftest import sets, tiny
 
-TINY = [
-    "data.name=synthetic", "data.synthetic_size=96", "data.val_fraction=0.1",
-    "model.width=4", "model.blocks=[1]", "model.head_dim=16", "train.batch_size=16",
-    "train.epochs=2", "train.lr=0.5", "train.lr_warmup_epochs=1", "train.attack.steps=1",
-    "train.log_every=1", "train.channels_last=false", "selection.warmup_epochs=1",
-    "selection.every=1", "selection.fraction=0.5", "device=cpu",
-]
+TINY = tiny("train.lr=0.5", "train.lr_warmup_epochs=1", "selection.warmup_epochs=1",
+            "selection.every=1", "selection.fraction=0.5")
 FT = ["--set", "finetune.slf.epochs=2", "--set", "finetune.slf.batch_size=32",
       "--set", "finetune.slf.lr=0.05"]
-
-
-def sets(items: list[str]) -> list[str]:
-    return [a for kv in items for a in ("--set", kv)]
 
 
 def png_size(path: Path) -> tuple[int, int]:

@@ -36,32 +36,6 @@ def test_rd_attack_start(start):
         RDValidation(features, head, images, start="gaussian")
 
 
-N = 60
-
-
-@pytest.fixture(scope="module")
-def model():
-    from rcs.config.schema import ModelConfig
-    from rcs.models import build_model
-
-    torch.manual_seed(0)
-    return build_model(ModelConfig(arch="resnet18", width=4, blocks=[1, 1], head_dim=16),
-                       classifier=True)
-
-
-@pytest.fixture(scope="module")
-def data():
-    import numpy as np
-
-    from rcs.data import ImageDataset, train_val_split
-
-    rng = np.random.default_rng(0)
-    ds = ImageDataset(rng.integers(0, 256, (N, 16, 16, 3), dtype=np.uint8),
-                      rng.integers(0, 10, N))
-    cand, val = train_val_split(N, 0.1, 0)
-    return ds, cand, val
-
-
 def _ctx(model, data, cfg=None):
     from rcs.selection import SelectionContext
 
@@ -126,7 +100,8 @@ def test_every_selector_takes_the_methods_selection_loss(method):
     from rcs.config import load_config
     from rcs.methods import build_method, method_names, selection_loss_of
     from rcs.selection import RCSSelector
-    from rcs.selection.baseline_grads import Settings, objective_and_net
+    from rcs.selection.gradient_pass import objective_and_net
+    from rcs.selection.settings import SelectorSettings
 
     assert set(EXPECTED_SELECTION_LOSS) <= set(method_names())
     cfg = load_config(None, [f"train.method={method}", *METHOD_SETS.get(method, [])])
@@ -145,7 +120,7 @@ def test_every_selector_takes_the_methods_selection_loss(method):
     from rcs.models import build_model
 
     model = build_model(ModelConfig(width=4, blocks=[1], head_dim=8), classifier=True)
-    bobj, _ = objective_and_net(model, Settings.from_cfg(cfg))
+    bobj, _ = objective_and_net(model, SelectorSettings.resolve(cfg))
     assert bobj == obj
 
 

@@ -29,14 +29,10 @@ from rcs.config import load_config
 from rcs.errors import ConfigError, DataError, RCSWarning
 from rcs.utils.checkpoint_io import load_checkpoint
 from rcs.utils.metrics import read_jsonl
+from tests.conftest import tiny
 
-TINY = [
-    "data.name=synthetic", "data.synthetic_size=96", "data.val_fraction=0.1",
-    "model.width=4", "model.blocks=[1]", "model.head_dim=16", "train.batch_size=16",
-    "train.epochs=2", "train.lr=0.5", "train.lr_warmup_epochs=1", "train.attack.steps=1",
-    "train.log_every=1", "train.channels_last=false", "selection.method=random",
-    "selection.warmup_epochs=1", "selection.every=1", "selection.fraction=0.5", "device=cpu",
-]
+TINY = tiny("train.lr=0.5", "train.lr_warmup_epochs=1", "selection.method=random",
+            "selection.warmup_epochs=1", "selection.every=1", "selection.fraction=0.5")
 FT = ["finetune.slf.epochs=1", "finetune.slf.batch_size=32", "finetune.alf.epochs=1",
       "finetune.alf.batch_size=32", "finetune.attack.steps=1"]
 ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", RCS_QUIET="1",

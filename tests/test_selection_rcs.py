@@ -9,30 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from rcs.config.schema import ModelConfig, RunConfig
-from rcs.data import ImageDataset, train_val_split
-from rcs.models import build_model
+from rcs.config.schema import RunConfig
 from rcs.selection import Coreset, RCSSelector, SelectionContext, build_selector
 from rcs.selection.store import RowSink, concat_shards
 
-N = 60
+N = 60  # the images of conftest's `data` fixture
 SMALL = {"candidate_batch": 8, "sketch_dim": 32, "rounds": 3}
-
-
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return build_model(ModelConfig(arch="resnet18", width=4, blocks=[1, 1], head_dim=16),
-                       classifier=True)
-
-
-@pytest.fixture(scope="module")
-def data():
-    rng = np.random.default_rng(0)
-    ds = ImageDataset(rng.integers(0, 256, (N, 16, 16, 3), dtype=np.uint8),
-                      rng.integers(0, 10, N))
-    cand, val = train_val_split(N, 0.1, 0)
-    return ds, cand, val
 
 
 def _ctx(model, data, fraction=7 / 54, seed=1, epoch=0):

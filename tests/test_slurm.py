@@ -21,19 +21,16 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import sets as _sets
+from tests.conftest import tiny
+
 pytestmark = pytest.mark.slurm
 
-TINY = ["data.synthetic_size=256", "data.val_fraction=0.1", "model.width=8", "model.blocks=[1]",
-        "model.head_dim=16", "train.batch_size=16", "train.epochs=2", "train.attack.steps=1",
-        "train.channels_last=false", "train.log_every=1", "selection.method=rcs",
-        "selection.warmup_epochs=1", "selection.every=2", "selection.fraction=0.5",
-        "selection.rounds=2", "selection.sketch_dim=16", "selection.candidate_batch=32",
-        "device=cpu"]
+TINY = tiny("data.synthetic_size=256", "model.width=8", "selection.method=rcs",
+            "selection.warmup_epochs=1", "selection.every=2", "selection.fraction=0.5",
+            "selection.rounds=2", "selection.sketch_dim=16", "selection.candidate_batch=32",
+            drop=("data.name",))
 SLURM = ["--profile", "local", "--time-min", "30", "--mem-gb", "2"]
-
-
-def _sets(items: list[str]) -> list[str]:
-    return [a for kv in items for a in ("--set", kv)]
 
 
 def _cluster_problem() -> str | None:

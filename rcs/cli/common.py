@@ -85,18 +85,10 @@ def print_table(rows: list[dict[str, Any]], columns: list[str] | None = None) ->
     if not rows:
         return ""
     columns = columns or list(rows[0])
+    from rcs.utils.tables import markdown_table, short_number
 
-    def fmt(v: Any) -> str:
-        if isinstance(v, float):
-            return f"{v:.4g}"
-        return str(v)
-
-    cells = [[fmt(r.get(c, "")) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(columns, widths)) + " |",
-             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    lines += ["| " + " | ".join(v.ljust(w) for v, w in zip(row, widths)) + " |" for row in cells]
-    text = "\n".join(lines)
+    text = markdown_table(columns, [[r.get(c, "") for c in columns] for r in rows],
+                          aligned=True, fmt=short_number)
     print(text)
     return text
 

@@ -73,7 +73,7 @@ class RcsJob(submitit.helpers.Checkpointable):
 
     def __call__(self) -> dict[str, Any]:
         env = submitit.JobEnvironment()
-        dist_vars = export_distributed(env)
+        dist_vars = export_distributed()
         rank, world = int(env.global_rank), int(env.num_tasks)
         requeued = self.restarts > 0 or int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
         log(f"job {env.job_id} task {rank}/{world} on {socket.gethostname()} (restart "
@@ -92,12 +92,11 @@ class RcsJob(submitit.helpers.Checkpointable):
 
     # ------------------------------------------------------------------ train
     def _train(self, args: Any, env: Any, rank: int, requeued: bool) -> dict[str, Any]:
-        from rcs.cli.common import resolve_config
-        from rcs.cli.train import flag_overrides
+        from rcs.cli.train import train_config
         from rcs.train.trainer import Trainer
         from rcs.utils.signals import StopFlag, TrainingInterrupted
 
-        cfg = resolve_config(args, flag_overrides(args))  # as `rcs train` applies its flags
+        cfg = train_config(args)  # as `rcs train` applies its flags
         resume = args.resume
         if requeued and (resume == "none" or (Path(cfg.out_dir) / "checkpoint.pt").exists()):
             resume = "auto"  # a requeued run continues from its own checkpoint

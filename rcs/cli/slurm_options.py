@@ -9,7 +9,6 @@ checked here (with the config) before anything is submitted.
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime
 import json
 import shlex
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rcs.cli.slurm_flags import LAUNCHABLE, slurm_flags, slurm_parser
+from rcs.cli.train import train_config  # as `rcs train` applies its flags
 from rcs.config.schema import SlurmConfig
 from rcs.errors import ConfigError
 
@@ -49,16 +49,6 @@ class Plan:
     notes: list[str] = field(default_factory=list)
 
 
-def _train_config(args: argparse.Namespace, more: list[str]) -> Any:
-    from rcs.cli.common import resolve_config
-
-    a = copy.copy(args)
-    a.overrides = list(args.overrides or []) + list(more)
-    from rcs.cli.train import flag_overrides
-
-    return resolve_config(a, flag_overrides(a))  # as rcs.cli.train applies its flags
-
-
 def plan(command: str, args: argparse.Namespace, rest: list[str],
          sargs: argparse.Namespace) -> Plan:
     """Check the command and settings, and work out the job(s) to submit."""
@@ -68,7 +58,7 @@ def plan(command: str, args: argparse.Namespace, rest: list[str],
     overrides = list(getattr(args, "overrides", []) or [])
     config = getattr(args, "config", None)
     if command == "train":
-        cfg = _train_config(args, [])
+        cfg = train_config(args, [])
         run_dir, run_name = Path(cfg.out_dir), cfg.name
     elif command == "select":
         run_dir, run_name = Path(args.out).parent, Path(args.out).stem
@@ -96,7 +86,7 @@ def plan(command: str, args: argparse.Namespace, rest: list[str],
     elif command == "train":
         for p in points:
             out = run_dir / p.name
-            point_cfg = _train_config(args, list(p.overrides) + [f"out_dir={out}"])  # bad keys
+            point_cfg = train_config(args, list(p.overrides) + [f"out_dir={out}"])  # bad keys
             per_rank_batch(point_cfg.train.batch_size, ranks)
             sets = [a for o in p.overrides for a in ("--set", o)]
             argvs.append([command] + rest + sets + ["--out", str(out)])

@@ -22,8 +22,11 @@ Multi-process: torchrun --nproc_per_node N -m rcs.cli.main train ... (gloo on CP
 from __future__ import annotations
 
 import argparse
+import copy
+from typing import Any
 
 from rcs.cli.common import add_config_args
+from rcs.config.short_keys import SHORT_KEYS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -57,11 +60,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "checkpoint to continue from (with its settings)")
 
 
-FLAGS = (("method", "train.method"), ("selector", "selection.method"),
-         ("fraction", "selection.fraction"), ("epochs", "train.epochs"),
-         ("init", "train.init"), ("init_continue", "train.init_continue"),
-         ("coreset", "selection.coreset"))
-"""``rcs train`` flags and the config keys they set (also used by ``rcs submit train``)."""
+FLAGS = tuple(SHORT_KEYS.items())
+"""``rcs train`` flags and the config keys they set (:data:`rcs.config.short_keys.SHORT_KEYS`,
+which ``--sweep`` reads too)."""
 
 
 def flag_overrides(args: argparse.Namespace) -> list[str]:
@@ -74,12 +75,24 @@ def flag_overrides(args: argparse.Namespace) -> list[str]:
     return out
 
 
+def train_config(args: argparse.Namespace, more: list[str] | tuple[str, ...] = ()) -> Any:
+    """The run config of ``rcs train`` ``args``: config file, ``--set`` overrides, then ``more``
+    overrides, then the flags (:data:`FLAGS`). The one place the flags are applied: ``rcs
+    train``, ``rcs submit train`` and the SLURM job (:class:`rcs.cli.slurm_job.RcsJob`)."""
+    from rcs.cli.common import resolve_config
+
+    if more:
+        args = copy.copy(args)
+        args.overrides = list(args.overrides or []) + list(more)
+    return resolve_config(args, flag_overrides(args))
+
+
 def run(args: argparse.Namespace) -> int:
-    from rcs.cli.common import print_table, resolve_config
+    from rcs.cli.common import print_table
     from rcs.train.trainer import Trainer
     from rcs.utils.signals import TrainingInterrupted
 
-    cfg = resolve_config(args, flag_overrides(args))
+    cfg = train_config(args)
     trainer = Trainer(cfg, resume=args.resume)
     try:
         summary = trainer.fit(until_epoch=args.until_epoch)

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rcs.utils.tables import markdown_table as table
+
 
 def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None, int]:
     """Mean and sample standard deviation (ddof = 1; None for a single value) of the non-None
@@ -77,26 +79,20 @@ def markdown(rows: list[dict[str, Any]], summary: list[dict[str, Any]], mode: st
     extras = extra_keys(rows)
     acc = [f"{m} SA (%)", f"{m} {ra_label} (%)"] + [f"{m} RA PGD-20 @{k[3:]} (%)"
                                                   for k in extras]
-    head = ["selector", "fraction", "seed", "coreset size", "images seen",
-            "pretraining time (s)", "selection time (s)", *acc]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = [r["selector"], f"{r['fraction']:g}", str(r["seed"]),
-                 str(r.get("coreset_size") or "-"), str(r["samples_seen"]),
-                 _f(r["pretrain_seconds"]), _f(r["select_seconds"]), _f(r["SA"], 2),
-                 _f(r["RA"], 2)] + [_f(value(r, k), 2) for k in extras]
-        lines.append("| " + " | ".join(cells) + " |")
+    run_head = ["selector", "fraction", "seed", "coreset size", "images seen",
+                "pretraining time (s)", "selection time (s)", *acc]
+    runs = [[r["selector"], f"{r['fraction']:g}", str(r["seed"]),
+             str(r.get("coreset_size") or "-"), str(r["samples_seen"]),
+             _f(r["pretrain_seconds"]), _f(r["select_seconds"]), _f(r["SA"], 2),
+             _f(r["RA"], 2)] + [_f(value(r, k), 2) for k in extras] for r in rows]
     head = ["selector", "fraction", "seeds", "images seen", "pretraining time (s)",
             "selection time (s)", *acc]
-    lines += ["", "Mean ± standard deviation over seeds:", "",
-              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for e in summary:
-        cells = [e["selector"], f"{e['fraction']:g}", str(len(e["seeds"])),
-                 _ms(e["samples_seen"], 0), _ms(e["pretrain_seconds"]),
-                 _ms(e["select_seconds"]), _ms(e["SA"], 2), _ms(e["RA"], 2)]
-        cells += [_ms(e[k], 2) if k in e else "-" for k in extras]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    means = [[e["selector"], f"{e['fraction']:g}", str(len(e["seeds"])),
+              _ms(e["samples_seen"], 0), _ms(e["pretrain_seconds"]), _ms(e["select_seconds"]),
+              _ms(e["SA"], 2), _ms(e["RA"], 2)] + [_ms(e[k], 2) if k in e else "-"
+                                                   for k in extras] for e in summary]
+    return "\n".join([table(run_head, runs), "", "Mean ± standard deviation over seeds:", "",
+                      table(head, means)])
 
 
 LABELS = {"full": "full data", "init": "untrained encoder", "warmup": "warm-up only"}
@@ -113,53 +109,29 @@ def plot(rows: list[dict[str, Any]], summary: list[dict[str, Any]], path: Path,
     """Robust accuracy (first panel; then one per extra radius) and clean accuracy (last)
     against pretraining time: one faint point per run, and the mean ± std over seeds per
     (selector, fraction) with error bars in both directions."""
-    from rcs.utils.optional import require
-
-    matplotlib = require("matplotlib", "the comparison plot (rcs compare)")
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from rcs.report.time_plot import Panel, Point, colour, plot_accuracy_vs_time
 
     selectors = list(dict.fromkeys(r["selector"] for r in rows))
     fractions = sorted({float(r["fraction"]) for r in rows})
-    colors = {s: plt.get_cmap("tab10")(i % 10) for i, s in enumerate(selectors)}
+    colors = {s: colour(i) for i, s in enumerate(selectors)}
     markers = dict(zip(fractions, "osD^vP*Xh"))
     panels = [("RA", f"robust accuracy, {ra_label} (%)")]
     panels += [(k, f"robust accuracy, PGD-20 @{k[3:]} (%)") for k in extra_keys(rows)]
     panels += [("SA", "clean accuracy (%)")]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
-    from rcs.report.render import accuracy_limits
-
-    for ax, (key, label) in zip(axes[0], panels):
-        ys = [value(r, key) for r in rows if value(r, key) is not None]
-        ys += [e[key]["mean"] + sgn * (e[key]["std"] or 0) for e in summary
-               if e.get(key, {}).get("mean") is not None for sgn in (-1, 1)]
-        if ys:  # at least 10 points tall: a one-image gap is not drawn as a cliff
-            ax.set_ylim(*accuracy_limits(min(ys), max(ys)))
-        for r in rows:
-            if value(r, key) is not None:
-                ax.scatter(r["pretrain_seconds"], value(r, key), color=colors[r["selector"]],
-                           marker=markers[float(r["fraction"])], alpha=0.35, s=18)
-        for e in summary:
-            if e.get(key, {}).get("mean") is None:
-                continue
-            ax.errorbar(e["pretrain_seconds"]["mean"], e[key]["mean"],
-                        xerr=e["pretrain_seconds"]["std"] or 0, yerr=e[key]["std"] or 0,
-                        color=colors[e["selector"]], marker=markers[e["fraction"]], ms=8,
-                        capsize=3, lw=1.2,
-                        label=_label(e))
-        ax.set_xlabel("pretraining time: training + selection (s)")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8, loc="best")
-    fig.suptitle("equal-budget selector comparison (faint points: runs; markers with bars: "
-                 "mean ± std over seeds)", fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    drawn = []
+    for key, label in panels:
+        runs = [Point(r["pretrain_seconds"], value(r, key), colors[r["selector"]],
+                      markers[float(r["fraction"])], faint=True)
+                for r in rows if value(r, key) is not None]
+        means = [Point(e["pretrain_seconds"]["mean"], e[key]["mean"], colors[e["selector"]],
+                       markers[e["fraction"]], xerr=e["pretrain_seconds"]["std"] or 0,
+                       yerr=e[key]["std"] or 0, label=_label(e))
+                 for e in summary if e.get(key, {}).get("mean") is not None]
+        drawn.append(Panel(label, runs + means))
+    return plot_accuracy_vs_time(
+        drawn, path, "pretraining time: training + selection (s)",
+        "equal-budget selector comparison (faint points: runs; markers with bars: mean ± std "
+        "over seeds)")
 
 
 def machine() -> dict[str, Any]:

@@ -16,14 +16,19 @@ from rcs.config.evaluate import CORRUPTIONS, EvalConfig
 from rcs.config.finetune import FinetuneConfig, FinetuneModeConfig
 from rcs.config.log import LOGGERS, LogConfig
 from rcs.config.model import ALPHA_2, EPS_8, AttackConfig, ModelConfig
-from rcs.config.selection import SelectionConfig
+from rcs.config.selection import (
+    LIBRARY_CANDIDATE_BATCH,
+    SelectionConfig,
+    resolve_candidate_batch,
+)
 from rcs.config.slurm import SlurmConfig
 from rcs.config.train import TrainConfig
 
 __all__ = [
-    "ALPHA_2", "CORRUPTIONS", "EPS_8", "LOGGERS", "AttackConfig", "AugmentConfig", "DataConfig",
-    "EvalConfig", "FinetuneConfig", "FinetuneModeConfig", "LogConfig", "ModelConfig", "RunConfig",
-    "SelectionConfig", "SlurmConfig", "TrainConfig",
+    "ALPHA_2", "CORRUPTIONS", "EPS_8", "LIBRARY_CANDIDATE_BATCH", "LOGGERS", "AttackConfig",
+    "AugmentConfig", "DataConfig", "EvalConfig", "FinetuneConfig", "FinetuneModeConfig",
+    "LogConfig", "ModelConfig", "RunConfig", "SelectionConfig", "SlurmConfig", "TrainConfig",
+    "resolve_candidate_batch",
 ]
 
 
@@ -58,8 +63,8 @@ class RunConfig:
         for section in ("data", "augment", "model", "train", "selection", "finetune", "eval",
                         "slurm", "log"):
             getattr(self, section).validate()
-        if self.selection.candidate_batch == 0:  # resolved here, so the saved config shows it
-            self.selection.candidate_batch = self.train.batch_size
+        self.selection.candidate_batch = resolve_candidate_batch(  # the saved config shows it
+            self.selection.candidate_batch, self.train.batch_size)
         check(self.selection.method != "rcs" or self.data.val_fraction > 0,
                "selection.method=rcs needs a validation split U: set data.val_fraction > 0 "
                "(e.g. 0.01, as published)")

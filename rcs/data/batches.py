@@ -21,11 +21,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from rcs.utils.seed import generator
+
 
 def shuffled(indices: np.ndarray | Sequence[int], seed: int, epoch: int) -> np.ndarray:
     """``indices`` in the epoch's order: a permutation from ``default_rng([seed, epoch])``."""
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-    rng = np.random.default_rng([int(seed) % 2**63, int(epoch) % 2**63])
+    rng = generator(int(seed) % 2**63, int(epoch) % 2**63)
     return idx[rng.permutation(len(idx))]
 
 

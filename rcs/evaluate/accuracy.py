@@ -22,6 +22,7 @@ from rcs.attacks import objectives, pgd
 from rcs.config.schema import AttackConfig
 from rcs.data import ImageDataset, to_float
 from rcs.utils.progress import bar
+from rcs.utils.seed import seed_int
 
 
 def iter_batches(dataset: ImageDataset, batch_size: int, device: torch.device | str,
@@ -70,8 +71,7 @@ def pgd_accuracy(model: nn.Module, dataset: ImageDataset, attack: AttackConfig,
     correct = n = 0
     pbar = bar(-(-_n(dataset, limit) // batch_size), desc=f"pgd-{attack.steps}", unit="batch")
     for i, (x, y) in enumerate(iter_batches(dataset, batch_size, device, limit)):
-        gen = torch.Generator(device=device).manual_seed(
-            int(np.random.SeedSequence([seed, i]).generate_state(1)[0]))
+        gen = torch.Generator(device=device).manual_seed(seed_int(seed, i))
         x_adv = pgd(objectives.cross_entropy(model, y), x, attack.eps, attack.alpha, attack.steps,
                     random_start=attack.random_start, generator=gen, model=model)
         correct += int((predict(model, x_adv) == y).sum())

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from rcs.errors import DataError
+from rcs.utils.seed import generator
 
 __all__ = ["class_quotas", "label_fraction_subset"]
 
@@ -29,7 +30,7 @@ def class_quotas(sizes: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     sizes = np.asarray(sizes, dtype=np.int64)
     if n > int(sizes.sum()):
         raise ValueError(f"cannot draw {n} images from {int(sizes.sum())}")
-    order = np.random.default_rng([int(seed), 0xC1A55]).permutation(len(sizes))
+    order = generator(seed, 0xC1A55).permutation(len(sizes))
     quota = np.zeros(len(sizes), dtype=np.int64)
     left = n
     while left > 0:
@@ -61,6 +62,6 @@ def label_fraction_subset(labels: np.ndarray, fraction: float, seed: int = 0) ->
     members = [np.flatnonzero(labels == c) for c in classes]
     n = max(1, int(round(fraction * n_all)))
     quota = class_quotas(np.array([len(m) for m in members]), n, seed)
-    picks = [np.random.default_rng([int(seed), int(c)]).permutation(m)[:q]
+    picks = [generator(seed, c).permutation(m)[:q]
              for c, m, q in zip(classes, members, quota)]
     return np.sort(np.concatenate(picks)).astype(np.int64)

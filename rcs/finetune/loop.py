@@ -32,6 +32,7 @@ from rcs.finetune.protocol import ModeSettings
 from rcs.utils.checkpoint_io import load_checkpoint, load_state_dict_strict, save_checkpoint
 from rcs.utils.metrics import MetricsLogger
 from rcs.utils.progress import bar
+from rcs.utils.seed import seed_int
 from rcs.utils.signals import StopFlag, TrainingInterrupted
 
 StepFn = Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
@@ -65,10 +66,6 @@ def fit_identity(pre: Any, cfg: Any, dataset: ImageDataset) -> dict[str, Any]:
         ft.pop(mode, None)
     return {"pretrained": pre.fingerprint(), "dataset": dataset.fingerprint(),
             "n": len(dataset), "finetune": ft}
-
-
-def batch_seed(seed: int, epoch: int, batch: int) -> int:
-    return int(np.random.SeedSequence([seed, epoch, batch, 7]).generate_state(1)[0])
 
 
 def fit(step: StepFn, modules: dict[str, nn.Module], settings: ModeSettings,
@@ -172,7 +169,7 @@ def _epochs(step: StepFn, settings: ModeSettings, dataset: ImageDataset, indices
                 raise DataError(f"dataset {dataset.name!r} has no labels; fine-tuning needs a "
                                 "labelled split (set data.split=train)")
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            gen = torch.Generator(device=device).manual_seed(batch_seed(seed, epoch, bi))
+            gen = torch.Generator(device=device).manual_seed(seed_int(seed, epoch, bi, 7))
             loss = step(x, y, gen)
             value = float(loss.detach())
             if not np.isfinite(value):

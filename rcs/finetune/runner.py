@@ -293,12 +293,12 @@ def _fmt(v: Any) -> str:
 
 def results_table(results: dict[str, dict[str, Any]]) -> str:
     """Markdown table: one row per mode with SA, PGD-20 RA, AutoAttack RA, corruption acc."""
-    lines = ["| mode | epochs | lr | SA (%) | RA PGD-20 (%) | RA AutoAttack (%) | CA (%) | "
-             "fine-tune s |", "|---|---|---|---|---|---|---|---|"]
-    for mode, r in results.items():
-        h = r.get("headline", {})
-        lines.append(f"| {mode.upper()} | {r['settings']['epochs']} | {r['settings']['lr']} | "
-                     f"{_fmt(h.get('SA'))} | {_fmt(h.get('RA_pgd20'))} | "
-                     f"{_fmt(h.get('RA_autoattack'))} | {_fmt(h.get('CA'))} | "
-                     f"{r['finetune_seconds']:.1f} |")
-    return "\n".join(lines)
+    from rcs.utils.tables import markdown_table
+
+    return markdown_table(
+        ["mode", "epochs", "lr", "SA (%)", "RA PGD-20 (%)", "RA AutoAttack (%)", "CA (%)",
+         "fine-tune s"],
+        [[mode.upper(), r["settings"]["epochs"], r["settings"]["lr"],
+          *(_fmt(r.get("headline", {}).get(k)) for k in ("SA", "RA_pgd20", "RA_autoattack",
+                                                         "CA")),
+          f"{r['finetune_seconds']:.1f}"] for mode, r in results.items()])

@@ -3,7 +3,8 @@
 A run is a folder holding ``summary.json`` (written by `rcs train` at the end of a run). A
 sweep folder holds ``sweep.json`` (written by `rcs submit ... --sweep`); its points that have
 no summary yet are listed with their SLURM state (pending, running, failed, cancelled ...), so
-one look tells what is finished. The swept keys become the first columns.
+one look tells what is finished. The swept keys become the first columns. The run folders are
+read by :mod:`rcs.report.collect` (the one reader of run results).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import yaml
+from rcs.report.collect import read_run_config, read_summary
+from rcs.utils.serialize import read_json
+from rcs.utils.tables import markdown_table, short_number
 
 COLUMNS = ("method", "selector", "fraction", "seed", "epochs", "steps", "samples_seen",
            "selections", "final_loss", "train_seconds", "select_seconds", "total_seconds",
@@ -27,20 +30,6 @@ def find_runs(root: Path) -> list[Path]:
         return [root]
     return sorted(p.parent for p in root.rglob("summary.json")
                   if "slurm" not in p.relative_to(root).parts)
-
-
-def _load_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _seed(run: Path) -> Any:
-    try:
-        return (yaml.safe_load((run / "config.yaml").read_text()) or {}).get("seed")
-    except (OSError, yaml.YAMLError):
-        return None
 
 
 def slurm_states(job_ids: list[str]) -> dict[str, str]:
@@ -62,13 +51,13 @@ def slurm_states(job_ids: list[str]) -> dict[str, str]:
 
 
 def _row(run: Path, base: Path) -> dict[str, Any]:
-    s = _load_json(run / "summary.json") or {}
+    s = read_summary(run) or {}
     row: dict[str, Any] = {"run": str(run.relative_to(base)) if run != base else run.name,
                            "status": "done"}
     for c in COLUMNS:
         row[c] = s.get(c)
     if row["seed"] is None:
-        row["seed"] = _seed(run)
+        row["seed"] = read_run_config(run).get("seed")
     return row
 
 
@@ -81,7 +70,7 @@ def collect(dirs: list[Path], out: str | Path | None = None) -> dict[str, Any]:
     axes: list[str] = []
     for d in dirs:
         d = Path(d)
-        manifest = _load_json(d / "sweep.json") if (d / "sweep.json").is_file() else None
+        manifest = read_json(d / "sweep.json")
         seen: set[Path] = set()
         if manifest:
             keys = [k for k, _ in manifest.get("axes", [])]
@@ -119,20 +108,11 @@ def collect(dirs: list[Path], out: str | Path | None = None) -> dict[str, Any]:
 
 
 def _fmt(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
+    return "" if v is None else short_number(v)
 
 
 def _markdown(rows: list[dict[str, Any]], columns: list[str]) -> str:
     if not rows:
         return "(no runs found)"
-    cells = [[_fmt(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(columns, widths)) + " |",
-             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    lines += ["| " + " | ".join(v.ljust(w) for v, w in zip(row, widths)) + " |"
-              for row in cells]
-    return "\n".join(lines)
+    return markdown_table(columns, [[r.get(c) for c in columns] for r in rows], aligned=True,
+                          fmt=_fmt)

@@ -7,48 +7,37 @@ parses the command line; it uses :func:`export_distributed` from here.
 
 from __future__ import annotations
 
-import json
 import os
-import random
 import socket
 import time
-from pathlib import Path
 from typing import Any
 
 import submitit
 
+from rcs.utils.distributed import master_port, torch_env_vars
 
-def master_port(job_id: str, restarts: int) -> int:
-    """A port in [20000, 60000) that every task of a job run derives alike (none is shared)."""
-    return random.Random(f"{job_id}/{restarts}").randrange(20000, 60000)
+__all__ = ["CallJob", "export_distributed", "log", "master_port"]
 
 
-def export_distributed(env: Any) -> dict[str, str]:
-    """Set MASTER_ADDR/PORT, RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE from submitit's
-    ``JobEnvironment`` (multi-node: the master is the job's first node). One task: nothing."""
-    world = int(env.num_tasks)
-    if world <= 1:
+def export_distributed() -> dict[str, str]:
+    """Set the torch.distributed variables of this submitit task (MASTER_ADDR/PORT, RANK,
+    WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE) and return them; one task: nothing (and any
+    stale RANK / WORLD_SIZE / LOCAL_* are removed).
+
+    The task layout (first node, global and local rank, tasks per node) comes from submitit's
+    :class:`submitit.helpers.TorchDistributedEnvironment`; the values are made by
+    :func:`rcs.utils.distributed.torch_env_vars`, the one derivation rcs has. Not used from
+    submitit: its port (no restart count, so a requeued run would reuse the port of the run
+    before) and its ``export()`` (it rewrites CUDA_VISIBLE_DEVICES, which breaks clusters that
+    bind one GPU per task, and refuses variables that are already set)."""
+    tde = submitit.helpers.TorchDistributedEnvironment()
+    if int(tde.world_size) <= 1:
         for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
             os.environ.pop(k, None)
         return {}
-    restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
-    local_world = max(1, world // max(1, int(env.num_nodes)))
-    local_rank = int(env.local_rank)
-    try:  # a cluster that binds one GPU per task shows each task a single device
-        import torch
-
-        n_dev = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if 0 < n_dev <= local_rank:
-            local_rank %= n_dev
-    except ImportError:  # pragma: no cover
-        pass
-    values = {
-        "MASTER_ADDR": str(env.hostnames[0]),
-        "MASTER_PORT": os.environ.get("RCS_MASTER_PORT") or str(master_port(env.job_id,
-                                                                            restarts)),
-        "RANK": str(env.global_rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(local_rank),
-        "LOCAL_WORLD_SIZE": str(local_world),
-    }
+    values = torch_env_vars(tde.master_addr, tde.rank, tde.world_size, tde.local_rank,
+                            max(1, int(tde.local_world_size)),
+                            submitit.JobEnvironment().job_id)
     os.environ.update(values)
     return values
 
@@ -74,10 +63,3 @@ class CallJob(submitit.helpers.Checkpointable):
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
         return submitit.helpers.DelayedSubmission(type(self)(self.fn, self.args))
 
-
-def read_summary(out_dir: str | Path) -> dict[str, Any] | None:
-    path = Path(out_dir) / "summary.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None

@@ -13,10 +13,8 @@ import itertools
 import re
 from dataclasses import dataclass
 
+from rcs.config.short_keys import full_key
 from rcs.errors import ConfigError
-
-ALIASES = {"fraction": "selection.fraction", "selector": "selection.method",
-           "method": "train.method", "epochs": "train.epochs"}
 
 
 @dataclass(frozen=True)
@@ -50,7 +48,7 @@ def parse_sweeps(specs: list[str]) -> list[tuple[str, list[str]]]:
     axes: list[tuple[str, list[str]]] = []
     for spec in specs or []:
         key, sep, raw = spec.partition("=")
-        key = ALIASES.get(key.strip(), key.strip())
+        key = full_key(key.strip())
         values = split_values(raw) if sep else []
         if not key or not values:
             raise ConfigError(f"--sweep '{spec}' must look like key=v1,v2 (e.g. --sweep "

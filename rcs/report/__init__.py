@@ -20,6 +20,7 @@ from rcs.report.render import (
     time_unit,
 )
 from rcs.utils.atomic import atomic_write_text
+from rcs.utils.tables import markdown_table as table
 
 __all__ = ["Report", "RunRecord", "collect", "collect_run", "make_report", "markdown_table",
            "plot_robust_vs_time", "plot_training_curves", "time_unit"]
@@ -95,9 +96,6 @@ def _settings(records: list[RunRecord]) -> str:
                 rows.setdefault(key, []).append(r.label)
     if not rows:
         return ""
-    lines = ["| mode | epochs | lr | batch | milestones | protocol | runs |",
-             "|---|---|---|---|---|---|---|"]
-    for (mode, ep, lr, bs, ms, proto), labels in rows.items():
-        lines.append(f"| {mode.upper()} | {ep} | {lr} | {bs} | {','.join(map(str, ms))} | "
-                     f"{proto} | {', '.join(labels)} |")
-    return "\n".join(lines)
+    return table(["mode", "epochs", "lr", "batch", "milestones", "protocol", "runs"],
+                 [[mode.upper(), ep, lr, bs, ",".join(map(str, ms)), proto, ", ".join(labels)]
+                  for (mode, ep, lr, bs, ms, proto), labels in rows.items()])

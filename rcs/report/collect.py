@@ -2,6 +2,9 @@
 
 For every run folder (written by ``rcs train``, then ``rcs finetune`` / ``rcs eval``):
 
+The readers of a run folder's files (:func:`read_summary`, :func:`read_run_config`) are the
+only ones in rcs: ``rcs submit collect`` (:mod:`rcs.launch.collect`) uses them too.
+
 * ``summary.json``: method, selector, fraction, epochs, ``train_seconds`` and ``select_seconds``
   (the pretraining time is their sum; it is wall time, multiplied by the number of GPUs for
   GPU-hours when the run used CUDA); a run still in progress falls back to its checkpoint's
@@ -23,6 +26,7 @@ from typing import Any
 
 from rcs.errors import DataError
 from rcs.utils.metrics import read_jsonl
+from rcs.utils.serialize import read_json
 
 MODES = ("slf", "alf", "aff")
 
@@ -63,17 +67,41 @@ class RunRecord:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise DataError(f"cannot read '{path}' (not a JSON object); re-run the command that "
+                        "writes it")
+    return data
+
+
+def read_summary(run: str | Path, strict: bool = False) -> dict[str, Any] | None:
+    """The ``summary.json`` of a run folder (written by ``rcs train`` when the run ends); None
+    when there is none yet (or, unless ``strict``, when it cannot be read; ``strict``: a
+    DataError naming the file)."""
+    path = Path(run) / "summary.json"
+    if not path.is_file():
+        return None
+    if strict:
+        return _read_json(path)
+    data = read_json(path)
+    return data if isinstance(data, dict) else None
+
+
+def read_run_config(run: str | Path) -> dict[str, Any]:
+    """The run's saved ``config.yaml`` as a mapping ({} when missing or unreadable)."""
+    import yaml
+
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise DataError(f"cannot read '{path}' ({e}); re-run the command that writes it") from e
+        cfg = yaml.safe_load((Path(run) / "config.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    return cfg if isinstance(cfg, dict) else {}
 
 
 def _base(run: Path, label: str) -> RunRecord:
     rec = RunRecord(label=label, path=run)
-    summary = run / "summary.json"
-    if summary.is_file():
-        s = _read_json(summary)
+    s = read_summary(run, strict=True)
+    if s is not None:
         rec.method, rec.selector = s.get("method", "?"), s.get("selector", "?")
         rec.fraction, rec.epochs = s.get("fraction"), s.get("epochs")
         rec.train_seconds, rec.select_seconds = s.get("train_seconds"), s.get("select_seconds")
@@ -90,20 +118,14 @@ def _base(run: Path, label: str) -> RunRecord:
         rec.fraction = cfg.get("selection", {}).get("fraction")
         rec.epochs = int(p.get("epoch", 1)) - 1
         rec.train_seconds, rec.select_seconds = p.get("train_seconds"), p.get("select_seconds")
-    if (run / "config.yaml").is_file():
+    cfg = read_run_config(run)
+    if cfg:
         import hashlib
 
-        import yaml
-
-        try:
-            cfg = yaml.safe_load((run / "config.yaml").read_text()) or {}
-        except (OSError, yaml.YAMLError):
-            cfg = {}
-        if isinstance(cfg, dict) and cfg:
-            rec.seed = cfg.get("seed")
-            rest = {k: v for k, v in cfg.items() if k not in ("seed", "name", "out_dir")}
-            rec.setup = hashlib.sha256(json.dumps(rest, sort_keys=True, default=str)
-                                       .encode()).hexdigest()[:16]
+        rec.seed = cfg.get("seed")
+        rest = {k: v for k, v in cfg.items() if k not in ("seed", "name", "out_dir")}
+        rec.setup = hashlib.sha256(json.dumps(rest, sort_keys=True, default=str)
+                                   .encode()).hexdigest()[:16]
     if (run / "metrics.jsonl").is_file():
         rec.pretrain_curve = [(int(r["epoch"]), float(r["loss"]))
                               for r in read_jsonl(run / "metrics.jsonl")

@@ -14,6 +14,19 @@ from pathlib import Path
 from typing import Any
 
 from rcs.report.collect import MODES, RunRecord
+from rcs.report.time_plot import (
+    MIN_SPAN,
+    Panel,
+    Point,
+    accuracy_limits,
+    plot_accuracy_vs_time,
+)
+from rcs.report.time_plot import colour as time_colour
+from rcs.report.time_plot import pyplot as _plt
+from rcs.utils.tables import markdown_table as table
+
+__all__ = ["MIN_SPAN", "accuracy_limits", "markdown_table", "plot_robust_vs_time",
+           "plot_training_curves", "time_unit"]
 
 
 def time_unit(seconds: list[float]) -> tuple[str, float]:
@@ -48,6 +61,8 @@ def _columns(records: list[RunRecord]) -> list[tuple[str, str, str]]:
 
 
 def markdown_table(records: list[RunRecord]) -> str:
+    """One row per record: method, selector, k, epochs, pretraining and selection time,
+    GPU-hours (CUDA runs), downstream dataset (when several) and the accuracy columns."""
     secs = [r.pretrain_seconds for r in records if r.pretrain_seconds is not None]
     unit, scale = time_unit(secs)
     gpu = any(r.gpu_hours is not None for r in records)
@@ -58,7 +73,7 @@ def markdown_table(records: list[RunRecord]) -> str:
     head += ["downstream"] if downstream else []
     cols = _columns(records)
     head += [c[0] for c in cols]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for r in records:
         pre = None if r.pretrain_seconds is None else r.pretrain_seconds / scale
         sel = None if r.select_seconds is None else r.select_seconds / scale
@@ -66,19 +81,8 @@ def markdown_table(records: list[RunRecord]) -> str:
         row += [_f(r.gpu_hours, 3)] if gpu else []
         row += [r.downstream or "-"] if downstream else []
         row += [_f(r.modes.get(m, {}).get(k)) for _, m, k in cols]
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
-
-
-def _plt():
-    from rcs.utils.optional import require
-
-    matplotlib = require("matplotlib", "plots (rcs report / compare / demo)")
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+        rows.append(row)
+    return table(head, rows)
 
 
 def _integer_x(ax) -> None:
@@ -89,9 +93,6 @@ def _integer_x(ax) -> None:
 
 MODE_MARKERS = {"slf": "o", "alf": "s", "aff": "^"}
 MODE_STYLES = {"slf": "-", "alf": "--", "aff": ":"}
-MIN_SPAN = 10.0
-"""Accuracy axes span at least this many percentage points, so a gap of one test image is not
-drawn as a cliff."""
 
 
 def group_key(r: RunRecord) -> tuple[Any, ...]:
@@ -117,10 +118,9 @@ def groups(records: list[RunRecord]) -> dict[tuple[Any, ...], list[RunRecord]]:
     return out
 
 
-def colours(records: list[RunRecord], plt: Any) -> dict[tuple[Any, ...], Any]:
+def colours(records: list[RunRecord]) -> dict[tuple[Any, ...], Any]:
     """One colour per group, the same in every panel and figure of a report."""
-    cmap = plt.get_cmap("tab10")
-    return {k: cmap(i % 10) for i, k in enumerate(groups(records))}
+    return {k: time_colour(i) for i, k in enumerate(groups(records))}
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -129,20 +129,6 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     m = sum(values) / n
     sd = (sum((v - m) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else 0.0
     return m, sd
-
-
-def accuracy_limits(lo: float, hi: float, min_span: float = MIN_SPAN) -> tuple[float, float]:
-    """Y-limits holding [lo, hi] with a margin, at least ``min_span`` points wide, in [0, 100]."""
-    pad = max(1.0, 0.1 * (hi - lo))
-    lo, hi = lo - pad, hi + pad
-    if hi - lo < min_span:
-        mid = (lo + hi) / 2
-        lo, hi = mid - min_span / 2, mid + min_span / 2
-    if lo < 0:
-        lo, hi = 0.0, max(hi - lo, min_span)
-    if hi > 100:
-        lo, hi = max(0.0, lo - (hi - 100)), 100.0
-    return lo, hi
 
 
 def eval_sizes(records: list[RunRecord], modes: list[str] | None = None) -> list[int]:
@@ -166,10 +152,8 @@ def plot_robust_vs_time(records: list[RunRecord], path: Path) -> Path | None:
     gpu = all(r.gpu_hours is not None for r, _, _ in pts)
     unit, scale = ("GPU-hours", 1.0) if gpu else time_unit([r.pretrain_seconds
                                                              for r, _, _ in pts])
-    plt = _plt()
-    colour = colours(records, plt)
-    fig, ax = plt.subplots(figsize=(7.6, 4.6), dpi=120)
-    lo, hi, xmax, seeds = 100.0, 0.0, 0.0, []
+    colour = colours(records)
+    panel, seeds = Panel(f"robust accuracy, {name} (%)"), []
     for gk, runs in groups([r for r, _, _ in pts]).items():
         label = group_label(runs)
         for mode in MODES:
@@ -179,27 +163,17 @@ def plot_robust_vs_time(records: list[RunRecord], path: Path) -> Path | None:
                 continue
             (x, sx), (y, sy) = mean_std([v[0] for v in vals]), mean_std([v[1] for v in vals])
             seeds.append(len(vals))
-            ax.errorbar(x, y, xerr=sx if len(vals) > 1 else None,
-                        yerr=sy if len(vals) > 1 else None, fmt=MODE_MARKERS[mode],
-                        color=colour[gk], ms=7, capsize=3, zorder=3,
-                        label=f"{label}, {mode.upper()}")
-            lo, hi, xmax = min(lo, y - sy), max(hi, y + sy), max(xmax, x + sx)
-    ax.set_ylim(*accuracy_limits(lo, hi))
-    ax.set_xlim(0, 1.12 * xmax if xmax > 0 else 1.0)  # every point and bar inside
-    ax.set_xlabel(f"pretraining time incl. selection ({unit})")
-    ax.set_ylabel(f"robust accuracy, {name} (%)")
+            many = len(vals) > 1
+            panel.points.append(Point(x, y, colour[gk], MODE_MARKERS[mode],
+                                      xerr=sx if many else None, yerr=sy if many else None,
+                                      label=f"{label}, {mode.upper()}"))
     ns = eval_sizes(records)
     spread = "mean ± 1 std over seeds" if max(seeds, default=1) > 1 else "one seed per point"
     n_text = (f"n = {'/'.join(map(str, ns))} test images (1 image = {100 / min(ns):.2g} points)"
               if ns else "")
-    ax.set_title(f"Robust accuracy vs pretraining cost\n{n_text}; {spread}".strip("; \n"),
-                 fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
-    fig.tight_layout()
-    fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return plot_accuracy_vs_time(
+        [panel], path, f"pretraining time incl. selection ({unit})",
+        f"Robust accuracy vs pretraining cost\n{n_text}; {spread}".strip("; \n"))
 
 
 def plot_training_curves(records: list[RunRecord], path: Path) -> Path | None:
@@ -210,7 +184,7 @@ def plot_training_curves(records: list[RunRecord], path: Path) -> Path | None:
     if not pre and not ft:
         return None
     plt = _plt()
-    colour = colours(records, plt)
+    colour = colours(records)
     ncols = 2 if (pre and ft) else 1
     fig, axes = plt.subplots(1, ncols, figsize=(6.4 * ncols, 4.4), dpi=120, squeeze=False)
     ax_i = 0

@@ -34,6 +34,7 @@ from rcs.attacks import attack_mode, objectives, pgd
 from rcs.errors import ConfigError
 from rcs.selection.base import SelectionContext
 from rcs.selection.per_sample import HeadFn, Objective, _takes_two_args
+from rcs.utils.device import autocast, unwrap
 
 Streams = tuple[str | None, str | None]
 
@@ -55,9 +56,7 @@ def branch_names(model: Any) -> Streams:
 def net_from_model(model: Any, kind: str = "acl") -> Net:
     """A Net over an rcs ``RobustModel`` (``features(x, bn)``, ``head``, ``classifier``);
     DDP / DataParallel / ``torch.compile`` wrappers are looked through."""
-    for attr in ("module", "_orig_mod"):
-        while not hasattr(model, "features") and hasattr(model, attr):
-            model = getattr(model, attr)
+    model = unwrap(model)
     bn = branch_names(model)
     head = model.classifier if kind == "sat" else model.head
     if head is None:
@@ -263,12 +262,6 @@ def as_batch_source(data: Any) -> Any:
     return TensorView(data)
 
 
-def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    if device.type == "cuda" and amp in ("auto", "bf16"):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def attacked_features(net: Net, obj: Objective, head: HeadFn, x: Tensor, y: Tensor | None,
                       augment: Callable, eps: float, steps: int,
                       gens: tuple[torch.Generator, torch.Generator], amp: str = "auto") -> Tensor:
@@ -302,7 +295,7 @@ def attacked_features(net: Net, obj: Objective, head: HeadFn, x: Tensor, y: Tens
                   else (augment(x, gens[0]), augment(x, gens[0])))
         xv = torch.stack([xa, xb], 1).flatten(0, 1)
         loss_fn = objectives.contrastive(adv_fn, obj.temperature)
-    with _autocast(x.device, amp):
+    with autocast(x.device, amp):
         x_adv = pgd(loss_fn, xv, eps, alpha, steps, True, gens[1])
         with torch.no_grad():
             f_adv = net.features(x_adv, "adv").float()

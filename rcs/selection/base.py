@@ -212,9 +212,5 @@ def class_quotas(labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return classes, quota
 
 
-def seeded_rng(seed: int, epoch: int = 0) -> np.random.Generator:
-    return np.random.default_rng([int(seed), int(epoch), 0x5E1EC7])
-
-
 def ceil_div(a: int, b: int) -> int:
     return int(math.ceil(a / b))

@@ -23,23 +23,15 @@ import math
 from typing import Any
 
 import numpy as np
-import torch
 
 from rcs.errors import ConfigError
 from rcs.selection.base import Coreset, SelectionContext, register_selector
-from rcs.selection.baseline_grads import (
-    Settings,
-    Timer,
-    candidates,
-    head_gradients,
-    objective_and_net,
-    trace,
-    unwrap,
-)
+from rcs.selection.baseline_common import Timer, candidates, trace
 from rcs.selection.facility import knn_similarity, lazy_greedy
+from rcs.selection.gradient_pass import head_gradients, make_sketch, objective_and_net
 from rcs.selection.kcenter import covering_radius
 from rcs.selection.per_sample import linear_param_names
-from rcs.selection.sketch import Sketch
+from rcs.selection.settings import SelectorSettings
 
 
 def default_knn(n: int, k: int) -> int:
@@ -58,7 +50,7 @@ class CraigSelector:
     (O(n·knn) for the bounds + O(knn + log n) per re-evaluation); the weights: a FAISS search of
     every gradient against the k picks, O(n·k·d). Memory: O(n·d) float32 gradients +
     O(n·knn) for the graph. Settings: ``knn`` (default :func:`default_knn`), ``weights``
-    (default True: store the cluster sizes), and :class:`rcs.selection.baseline_grads.Settings`.
+    (default True: store the cluster sizes), and :class:`rcs.selection.settings.SelectorSettings`.
     """
 
     name = "craig"
@@ -68,24 +60,23 @@ class CraigSelector:
         if knn is not None and knn < 1:
             raise ConfigError(f"craig knn={knn} must be >= 1")
         self.cfg, self.knn, self.weights = cfg, knn, bool(weights)
-        self.settings = Settings.from_cfg(cfg, **settings)
+        self.settings = SelectorSettings.resolve(cfg, selector=self.name, **settings)
 
     def select(self, ctx: SelectionContext) -> Coreset:
         s, timer = self.settings, Timer()
         cand, k = candidates(ctx)
-        dev = torch.device(ctx.device)
         with timer("gradients"):
-            _, net = objective_and_net(unwrap(ctx.model), s)
+            _, net = objective_and_net(ctx.model, s)
             params = dict(net.head.named_parameters())
-            in_dim = sum(params[n].numel() for n in linear_param_names(net.head))
-            kind = "auto" if dev.type == "cuda" else "countsketch"
-            sketch = Sketch(in_dim, s.sketch_dim, int(ctx.seed) * 7919 + int(s.seed), kind)
+            in_dim = sum(params[n].numel()
+                         for n in linear_param_names(net.head, s.selection.scope))
+            sketch = make_sketch(ctx, s, in_dim)
             grads = np.zeros((len(cand), sketch.dim), dtype=np.float32)
-            for pos, g in head_gradients(ctx, cand, s, sketch, salt=0, desc="craig"):
+            for pos, g in head_gradients(ctx, s, sketch, desc="craig"):
                 grads[pos] = g.cpu().numpy()
         knn = self.knn or default_knn(len(cand), k)
         with timer("knn"):
-            sim, info = knn_similarity(grads, knn, s.index, seed=int(ctx.seed))
+            sim, info = knn_similarity(grads, knn, s.selection.index, seed=int(ctx.seed))
         with timer("greedy"):
             res = lazy_greedy(sim, k)
         with timer("weights"):

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rcs.utils.optional import require
+from rcs.utils.seed import generator
 
 
 @dataclass
@@ -87,7 +88,7 @@ def knn_similarity(x: np.ndarray, knn: int, index: str = "flat", seed: int = 0
         nlist = int(max(1, round(math.sqrt(n))))
         quant = faiss.IndexFlatL2(d)
         idx = faiss.IndexIVFFlat(quant, d, nlist, faiss.METRIC_L2)
-        rng = np.random.default_rng([seed, 0xFA155])
+        rng = generator(seed, 0xFA155)
         sample = x[np.sort(rng.choice(n, size=min(n, nlist * 64), replace=False))]
         idx.train(sample)
         idx.add(x)

@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 
 from rcs.errors import ConfigError
-from rcs.methods.registry import selection_loss_of
 from rcs.selection.base import Coreset, SelectionContext, register_selector
-from rcs.selection.baseline_grads import Settings, Timer, candidates, head_gradients, trace
+from rcs.selection.baseline_common import Timer, candidates, trace
+from rcs.selection.gradient_pass import head_gradients
+from rcs.selection.settings import SelectorSettings
 
 
 def top_k(scores: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
@@ -50,7 +51,7 @@ class GradNormSelector:
         if repeats < 1:
             raise ConfigError(f"gradnorm repeats={repeats} must be >= 1")
         self.cfg, self.repeats = cfg, int(repeats)
-        self.settings = Settings.from_cfg(cfg, **settings)
+        self.settings = SelectorSettings.resolve(cfg, selector=self.name, **settings)
         self.last_scores: tuple[np.ndarray, np.ndarray] | None = None
 
     def select(self, ctx: SelectionContext) -> Coreset:
@@ -59,7 +60,7 @@ class GradNormSelector:
         scores = np.zeros(len(cand), dtype=np.float64)
         with timer("gradients"):
             for r in range(self.repeats):
-                for pos, norms in head_gradients(ctx, cand, s, lambda g: g.norm(dim=1), salt=r,
+                for pos, norms in head_gradients(ctx, s, lambda g: g.norm(dim=1), repeat=r,
                                                  desc="gradnorm"):
                     scores[pos] += norms.double().cpu().numpy() / self.repeats
         with timer("rank"):
@@ -69,7 +70,7 @@ class GradNormSelector:
         timings = timer.done(self.name, len(cand), k)
         meta = ctx.base_meta(self.name) | {
             "budget": k, "repeats": self.repeats, "attack_steps": s.attack_steps,
-            "objective": selection_loss_of(s.method),
+            "objective": s.objective_kind,
             "score_all": _stats(scores), "score_kept": _stats(scores[kept]),
             "score_quantiles": trace(np.quantile(scores, np.linspace(0, 1, 11))),
             "timings": timings}

@@ -25,14 +25,8 @@ import torch
 from torch import Tensor
 
 from rcs.selection.base import Coreset, SelectionContext, register_selector
-from rcs.selection.baseline_grads import (
-    Settings,
-    Timer,
-    candidates,
-    encoder_features,
-    rng_for,
-    trace,
-)
+from rcs.selection.baseline_common import Timer, candidates, encoder_features, rng_for, trace
+from rcs.selection.settings import SelectorSettings
 from rcs.utils.optional import require
 
 
@@ -89,7 +83,7 @@ class KCenterSelector:
     O(n·k·d) for the greedy (one matrix-vector product per pick), then a FAISS search of every
     candidate against the k centres for the covering radius (and optional weights).
     Memory: the [n, d] feature matrix. Settings (keywords; defaults from the run config, see
-    :class:`rcs.selection.baseline_grads.Settings`): ``branch``, ``batch``; ``normalize`` (L2,
+    :class:`rcs.selection.settings.SelectorSettings`): ``branch``, ``batch``; ``normalize`` (L2,
     default True);
     ``weights`` (default False: True stores cluster sizes as the coreset's weights).
     """
@@ -99,7 +93,7 @@ class KCenterSelector:
     def __init__(self, cfg: Any = None, *, normalize: bool = True, weights: bool = False,
                  **settings: Any):
         self.cfg, self.normalize, self.weights = cfg, bool(normalize), bool(weights)
-        self.settings = Settings.from_cfg(cfg, **settings)
+        self.settings = SelectorSettings.resolve(cfg, selector=self.name, **settings)
 
     def select(self, ctx: SelectionContext) -> Coreset:
         s, timer = self.settings, Timer()

@@ -6,7 +6,8 @@ Phases (each timed in ``meta["timings"]``):
    views are attacked (``train_attack_steps`` of PGD through the full model, input gradients only),
    features are taken without grad and cached, and per-sample gradients of the training loss
    w.r.t. the head's Linear layers are sketched into a :class:`GradientStore`
-   (:mod:`rcs.selection.per_sample`). ``granularity='batch'`` stores one row per chunk (the mean of
+   (:mod:`rcs.selection.per_sample`); the pass is :mod:`rcs.selection.gradient_pass`, shared
+   with the gradient baselines. ``granularity='batch'`` stores one row per chunk (the mean of
    its samples' gradients) and picks whole chunks.
 2. **validation**: RD attacks on U and ``q_U`` (:mod:`rcs.selection.validation`), including
    re-attacks and new ``q_U`` inside the greedy rounds.
@@ -33,41 +34,32 @@ from typing import Any
 import numpy as np
 import torch
 
-from rcs.config.schema import SelectionConfig
 from rcs.errors import ConfigError
-from rcs.methods.registry import selection_loss_of
 from rcs.selection.api import (
     ConcatView,
     Net,
-    attacked_features,
     check_fraction,
     first_view,
     frozen,
     library_context,
-    make_objective,
     net_from_callables,
     net_from_model,
 )
 from rcs.selection.base import Coreset, SelectionContext, class_quotas, register_selector
 from rcs.selection.gains import ExactGains, feature_rows
+from rcs.selection.gradient_pass import (
+    attacked_chunks,
+    candidate_order,
+    fallback_augment,
+    make_sketch,
+)
 from rcs.selection.greedy import greedy_rounds
 from rcs.selection.per_sample import HeadFn, Objective, mean_grad, per_sample_grads
 from rcs.selection.retrieval import Retriever
+from rcs.selection.settings import SelectorSettings
 from rcs.selection.sketch import Sketch
 from rcs.selection.store import RowSink, concat_shards
 from rcs.selection.validation import RDValidation
-
-EXTRA = ("method", "temperature", "eps", "device", "augment", "work_dir", "model", "seed",
-         "grad_chunk", "air_lambda1", "air_lambda2", "air_variant", "amp", "distributed",
-         "sketch_kind")
-
-
-def _gen(device: Any, *salt: int) -> torch.Generator:
-    g = torch.Generator(device=device)
-    h = 0
-    for s in salt:
-        h = (h * 1_000_003 + int(s) + 0xC0DE) & 0xFFFFFFFFFFFF
-    return g.manual_seed(h)
 
 
 def _dist() -> tuple[int, int]:
@@ -85,13 +77,15 @@ class RCSSelector:
                           bn={"clean": "normal", "adv": "pgd"}, fraction=0.2, rounds=20)
         coreset = sel.select(train_dataset, val)   # val: a dataset or indices into train
 
-    ``settings``: any :class:`SelectionConfig` field, plus
+    ``settings``: resolved by :class:`rcs.selection.settings.SelectorSettings` -- any
+    :class:`SelectionConfig` field, plus
 
     - ``method``: the pretraining method (a registered name); the selection objective is its
       ``Method.selection_loss()`` (``rcs.methods.base``): acl, air (dynacl_air too, at plain
       weights) or sat (CE on the classifier);
     - ``temperature``, ``eps``, ``seed`` (library API), ``device``;
-    - ``augment``: ``aug(x, generator) -> float [0, 1]`` (default ``rcs.data.Augment()``);
+    - ``augment``: ``aug(x, generator) -> float [0, 1]`` (default: the context's, else the run
+      config's ``augment``, else ``rcs.data.Augment()``);
     - ``model``: module(s) to freeze, or an rcs RobustModel instead of encoder/head;
     - ``work_dir`` (disk store, shards), ``grad_chunk`` (vmap chunk), ``amp`` (auto|bf16|off);
     - ``sketch_kind`` (auto | gaussian | countsketch). Default: auto on CUDA (Gaussian when the
@@ -108,38 +102,23 @@ class RCSSelector:
     def __init__(self, cfg: Any = None, *, encoder: Any = None, head: Any = None,
                  bn: dict[str, Any] | None = None, fraction: float | None = None,
                  **settings: Any):
-        bad = set(settings) - {f.name for f in dataclasses.fields(SelectionConfig)} - set(EXTRA)
-        if bad:
-            valid = sorted({f.name for f in dataclasses.fields(SelectionConfig)} | set(EXTRA))
-            raise ConfigError(f"unknown RCS setting(s) {sorted(bad)}; valid: {', '.join(valid)}")
-        sc = dataclasses.replace(cfg.selection) if cfg is not None else SelectionConfig()
-        for k, v in settings.items():
-            if hasattr(sc, k) and k != "seed":
-                setattr(sc, k, v)
         if fraction is not None:
-            sc.fraction = check_fraction(fraction)
-        sc.method = self.name
-        if sc.candidate_batch == 0:  # library use without a run config: memory-safe chunks
-            sc.candidate_batch = 128  # (512 views of ResNet-18 attacked at once: ~6.5 GB on CPU)
-        sc.validate()
-        tr = getattr(cfg, "train", None)
-        ex = {k: settings.get(k) for k in EXTRA}
-        self.scfg, self.cfg, self.encoder, self.head, self.bn = sc, cfg, encoder, head, bn
-        self.method = ex["method"] or (tr.method if tr else "acl")
-        self.temperature = ex["temperature"] or (tr.temperature if tr else 0.5)
-        self.eps = ex["eps"] if ex["eps"] is not None else (tr.attack.eps if tr else 8 / 255)
-        def pick(key: str, default: Any) -> Any:
-            return ex[key] if ex[key] is not None else (getattr(tr.air, key[4:]) if tr else default)
+            settings["fraction"] = check_fraction(fraction)
+        self.settings = SelectorSettings.resolve(cfg, selector=self.name, **settings)
+        s = self.settings
+        self.scfg, self.cfg, self.encoder, self.head, self.bn = s.selection, cfg, encoder, head, bn
+        self.method, self.objective = s.method, s.objective_kind
+        self.seed, self.device, self.augment = s.seed, s.device, s.augment
+        self.model, self.work_dir = s.model, s.work_dir
 
-        self.air = (pick("air_lambda1", 0.5), pick("air_lambda2", 0.5),
-                    pick("air_variant", "faithful"))
-        self.amp = ex["amp"] or (tr.amp if tr else "auto")
-        self.seed, self.device, self.augment = ex["seed"], ex["device"], ex["augment"]
-        self.model, self.work_dir = ex["model"], ex["work_dir"]
-        self.grad_chunk = int(ex["grad_chunk"] or 64)
-        self.distributed = bool(ex["distributed"])
-        self.sketch_kind = ex["sketch_kind"]
-        self.objective = selection_loss_of(self.method)
+    @property
+    def distributed(self) -> bool:
+        """Whether ``select`` runs on every rank of a process group (the trainer sets it)."""
+        return self.settings.distributed
+
+    @distributed.setter
+    def distributed(self, value: bool) -> None:
+        self.settings.distributed = bool(value)
 
     # ---------------------------------------------------------------------------------- entry
     def select(self, data: Any, val: Any = None) -> Coreset:
@@ -165,7 +144,7 @@ class RCSSelector:
         return net_from_model(model, kind)
 
     def _objective(self, net: Net) -> Objective:
-        return make_objective(self.objective, self.temperature, net.bn, self.air)
+        return self.settings.objective(net.bn)
 
     def candidate_features(self, ctx: SelectionContext) -> tuple[np.ndarray, torch.Tensor,
                                                                  np.ndarray | None]:
@@ -174,7 +153,7 @@ class RCSSelector:
         other) and the attacked feature rows a selection with this seed computes for them
         (the whole pool, ``selection.pool`` ignored); for measuring selections from outside."""
         net, sc = self._net(ctx.model), self.scfg
-        order = self._order(ctx, pool=1.0)
+        order = candidate_order(ctx, self.settings, pool=1.0)
         obj = self._objective(net)
         head = HeadFn(net.head, sc.scope, device=torch.device(ctx.device), dtype=torch.float32)
         sink = RowSink(len(order), None, np.float32)
@@ -184,44 +163,30 @@ class RCSSelector:
         feats = torch.from_numpy(sink.finish().rows(np.arange(len(order))))
         return order, feats.view(len(order), len(obj.views), -1), labels
 
-    def _order(self, ctx: SelectionContext, pool: float) -> np.ndarray:
-        """The candidate pool (never a validation id) in a seeded random order: the first
-        ``max(budget, ceil(pool * n))`` of a permutation fixed by (seed, selection seed, epoch)."""
-        cand, n_sel = ctx.selectable()
-        rng = np.random.default_rng([int(ctx.seed), int(self.scfg.seed), int(ctx.epoch), 0x5C5])
-        order = cand[rng.permutation(len(cand))]
-        return order[:max(n_sel, math.ceil(pool * len(order)))]
-
     # --------------------------------------------------------------------------- phase 1
     def _gradient_phase(self, ctx: SelectionContext, net: Net, obj: Objective, head: HeadFn,
                         sketch: Sketch | None, order: np.ndarray, sinks: dict,
                         rank: int = 0, world: int = 1) -> np.ndarray | None:
         """Fill ``sinks['grads']`` / ``sinks['feats']`` (stores or ShardWriters) for this rank's
-        chunks; returns the candidates' labels in ``order`` (or None)."""
-        from rcs.data import Augment
-        from rcs.utils.progress import progress
-        dev, bsz = torch.device(ctx.device), self.scfg.candidate_batch
-        augment = ctx.augment or self.augment or Augment()
-        salt = (ctx.seed, self.scfg.seed, ctx.epoch)
+        chunks (:mod:`rcs.selection.gradient_pass`); returns the candidates' labels in
+        ``order`` (or None)."""
+        bsz = self.scfg.candidate_batch
         labels = np.full(len(order), -1, dtype=np.int64)
-        chunks = list(range(rank, math.ceil(len(order) / bsz), world))
-        for c in progress(chunks, desc="rcs gradients", unit="batch"):
+        chunks = range(rank, math.ceil(len(order) / bsz), world)
+        augment = fallback_augment(ctx, self.augment)
+        for c, y, feats in attacked_chunks(ctx, net, obj, head, order, self.settings, augment,
+                                           chunks):
             lo = c * bsz
-            idx = order[lo:lo + bsz]
-            x, y = ctx.dataset.get_batch(idx)
-            x, y = x.to(dev), (None if y is None else y.to(dev))
+            hi = lo + len(feats)
             if y is not None:
-                labels[lo:lo + len(idx)] = y.cpu().numpy()
-            gens = (_gen("cpu", *salt, c, 1), _gen(dev, *salt, c, 2))
-            feats = attacked_features(net, obj, head, x, y, augment, self.eps,
-                                      self.scfg.train_attack_steps, gens, self.amp)
+                labels[lo:hi] = y.cpu().numpy()
             if sinks["grads"] is not None:  # sketched gradients (gradients=exact needs none)
-                g = per_sample_grads(obj, head, feats, y, self.grad_chunk, sketch)
+                g = per_sample_grads(obj, head, feats, y, self.settings.grad_chunk, sketch)
                 if self.scfg.granularity == "batch":
                     sinks["grads"].put(np.array([c]), g.mean(0, keepdim=True))
                 else:
-                    sinks["grads"].put(np.arange(lo, lo + len(idx)), g)
-            sinks["feats"].put(np.arange(lo, lo + len(idx)), feats.flatten(1))
+                    sinks["grads"].put(np.arange(lo, hi), g)
+            sinks["feats"].put(np.arange(lo, hi), feats.flatten(1))
         return labels if (labels >= 0).any() else None
 
     # --------------------------------------------------------------------------- run
@@ -244,14 +209,13 @@ class RCSSelector:
             raise ConfigError("RCS needs a non-empty validation set U: set data.val_fraction > 0 "
                               "(or pass validation data to select())")
         n_sel = ctx.selectable()[1]
-        order = self._order(ctx, sc.pool)
+        order = candidate_order(ctx, self.settings, sc.pool)
         bsz, batch_mode = sc.candidate_batch, sc.granularity == "batch"
         n_chunks = math.ceil(len(order) / bsz)
         obj = self._objective(net)
         head = HeadFn(net.head, sc.scope, device=dev, dtype=torch.float32)
-        kind = self.sketch_kind or ("auto" if dev.type == "cuda" else "countsketch")
-        sketch = Sketch(head.dim, sc.sketch_dim, int(ctx.seed) * 7919 + int(sc.seed), kind)
-        rank, world = _dist() if self.distributed else (0, 1)
+        sketch = make_sketch(ctx, self.settings, head.dim)
+        rank, world = _dist() if self.settings.distributed else (0, 1)
         work = self._work_dir(ctx.epoch, rank, world)
         if world > 1:  # no stale shards from an interrupted selection of this epoch
             if rank == 0:
@@ -314,7 +278,7 @@ class RCSSelector:
         bsz, batch_mode, n = sc.candidate_batch, sc.granularity == "batch", len(order)
         t0 = time.perf_counter()
         images = to_float(first_view(ctx.dataset.get_batch(np.asarray(ctx.val))[0])).to(dev)
-        rdv = RDValidation(net.features, head, images, sc.rd_distance, net.bn, self.eps,
+        rdv = RDValidation(net.features, head, images, sc.rd_distance, net.bn, self.settings.eps,
                            sc.val_attack_steps, None, bsz, (ctx.seed, sc.seed, ctx.epoch),
                            sc.val_attack_start)
         q, rd = rdv.grad()

@@ -24,6 +24,7 @@ import torch
 
 from rcs.selection.store import GradientStore
 from rcs.utils.optional import require
+from rcs.utils.seed import generator
 
 
 def exact_top_m(matrix: np.ndarray, q: np.ndarray, m: int,
@@ -70,7 +71,7 @@ class Retriever:
         quant = faiss.IndexFlatIP(d)
         index = faiss.IndexIVFPQ(quant, d, nlist, m_sub, nbits, faiss.METRIC_INNER_PRODUCT)
         n_train = min(n, max(nlist, 2 ** nbits) * 64)
-        rng = np.random.default_rng([self.seed, 0x1F])
+        rng = generator(self.seed, 0x1F)
         sample = np.sort(rng.choice(n, size=n_train, replace=False))
         index.train(self.store.rows(sample))
         for _, block in self.store.iter_blocks(self.block_rows):

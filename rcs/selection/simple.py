@@ -11,8 +11,8 @@ from rcs.selection.base import (
     SelectionContext,
     class_quotas,
     register_selector,
-    seeded_rng,
 )
+from rcs.utils.seed import generator
 
 
 @register_selector("full")
@@ -46,7 +46,7 @@ class RandomSelector:
 
     def select(self, ctx: SelectionContext) -> Coreset:
         t0 = time.perf_counter()
-        rng = seeded_rng(ctx.seed, ctx.epoch)
+        rng = generator(ctx.seed, ctx.epoch, 0x5E1EC7)
         cand, k = ctx.selectable()
         labels = getattr(ctx.dataset, "labels", None)
         if self.class_balanced and labels is not None:

@@ -20,16 +20,9 @@ from __future__ import annotations
 
 import torch
 
+from rcs.utils.seed import torch_generator
+
 _BLOCK = 8192
-
-
-def _gen(seed: int, *salt: int) -> torch.Generator:
-    g = torch.Generator(device="cpu")
-    h = int(seed) & 0xFFFFFFFF
-    for s in salt:
-        h = (h * 1_000_003 + int(s) + 0x9E3779B9) & 0xFFFFFFFFFFFF
-    g.manual_seed(h)
-    return g
 
 
 class Sketch:
@@ -50,6 +43,9 @@ class Sketch:
         self._blocks: dict[tuple[int, str], torch.Tensor] = {}
         self._hash: tuple[torch.Tensor, torch.Tensor] | None = None
 
+    def _gen(self, *parts: int) -> torch.Generator:
+        return torch_generator("cpu", *parts, salt=0x9E3779B9, start=int(self.seed) & 0xFFFFFFFF)
+
     def __repr__(self) -> str:
         return f"Sketch({self.in_dim} -> {self.dim}, kind={self.kind}, seed={self.seed})"
 
@@ -58,7 +54,7 @@ class Sketch:
         if key in self._blocks:
             return self._blocks[key]
         lo, hi = j * self.block, min(self.in_dim, (j + 1) * self.block)
-        m = torch.randn(hi - lo, self.dim, generator=_gen(self.seed, 1, j))
+        m = torch.randn(hi - lo, self.dim, generator=self._gen(1, j))
         m = (m / self.dim ** 0.5).to(device)
         if self._cache_blocks:
             self._blocks[key] = m
@@ -66,7 +62,7 @@ class Sketch:
 
     def _count_hash(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         if self._hash is None or self._hash[0].device != device:
-            g = _gen(self.seed, 2)
+            g = self._gen(2)
             bucket = torch.randint(0, self.dim, (self.in_dim,), generator=g)
             sign = torch.randint(0, 2, (self.in_dim,), generator=g).float() * 2 - 1
             self._hash = (bucket.to(device), sign.to(device))

@@ -26,21 +26,13 @@ from torch import Tensor
 from rcs.attacks import objectives, pgd
 from rcs.losses import rd_distance
 from rcs.selection.per_sample import HeadFn, Params
+from rcs.utils.seed import torch_generator
 
 START = ("uniform", "trades")
 """Random starts of the RD attack (``selection.val_attack_start``)."""
 
 FeatureFn = Callable[[Tensor, str], Tensor]
 """``features(x, stream)`` with stream 'clean' or 'adv': encoder features of [0, 1] images."""
-
-
-def _gen(device: torch.device, *salt: int) -> torch.Generator:
-    g = torch.Generator(device=device)
-    h = 0
-    for s in salt:
-        h = (h * 1_000_003 + int(s) + 0x51ED) & 0xFFFFFFFFFFFF
-    g.manual_seed(h)
-    return g
 
 
 def rd_loss(head: HeadFn, params: Params, f_nat: Tensor, f_adv: Tensor, distance: str = "kl",
@@ -102,7 +94,7 @@ class RDValidation:
                 z_nat = head(params, self.f_nat[s:s + self.batch], bn[0])
             loss_fn = objectives.rd(lambda xa: head(params, self.features(xa, "adv"), bn[1]),
                                     z_nat, self.distance)
-            gen = _gen(x.device, *self.seed, round_index, b)
+            gen = torch_generator(x.device, *self.seed, round_index, b, salt=0x51ED)
             x_adv = pgd(loss_fn, x, self.eps, self.alpha, self.steps, random_start=True,
                         trades_start=self.start == "trades", generator=gen)
             xs.append(x_adv)

@@ -8,11 +8,8 @@ as the uninterrupted run would have.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,73 +17,45 @@ import numpy as np
 import torch
 from torch import nn
 
-from rcs.config import RunConfig, save_config, to_dict
+from rcs.config import RunConfig, save_config
 from rcs.data import Augment, build_dataset, index_batches, train_val_split
-from rcs.errors import CheckpointError, NonFiniteLossError
+from rcs.errors import NonFiniteLossError
 from rcs.methods import build_method
 from rcs.methods.base import MultiForward, RunContext
 from rcs.models import build_model
-from rcs.selection.base import Coreset, SelectionContext, budget, build_selector
+from rcs.selection.base import Coreset, build_selector
 from rcs.selection.sampler import ReselectionSchedule
 from rcs.train.bn import recalibrate_bn
+from rcs.train.coreset_phase import CoresetPhase
 from rcs.train.optim import build_optimizer
-from rcs.train.schedule import (
-    CosineWarmup,
-    EpochCosineWarmup,
-    epoch_position,
-    planned_samples,
-    set_lr,
-)
+from rcs.train.run_schedule import RunSchedule
+from rcs.train.run_state import Progress, RunState
+from rcs.train.schedule import set_lr
 from rcs.utils import run_guard
-from rcs.utils.checkpoint_io import (
-    coreset_from_state,
-    coreset_to_state,
-    load_checkpoint,
-    load_state_dict_strict,
-    save_checkpoint,
-)
-from rcs.utils.device import resolve_device
+from rcs.utils.device import autocast, resolve_device
 from rcs.utils.distributed import (
     DistEnv,
     all_reduce_mean,
-    barrier,
     broadcast_buffers,
-    broadcast_indices,
     detect_env,
     init_distributed,
     per_rank_batch,
 )
-from rcs.utils.metrics import MetricsLogger, coreset_fields
+from rcs.utils.metrics import MetricsLogger
 from rcs.utils.progress import bar
-from rcs.utils.seed import rng_state, seed_everything, set_rng_state
+from rcs.utils.seed import generator, seed_everything, seed_int
 from rcs.utils.signals import StopFlag, TrainingInterrupted
 
 
-@dataclass
-class Progress:
-    """Where the run is: the next batch to train is ``batch`` of ``epoch`` (1-indexed)."""
-
-    epoch: int = 1
-    batch: int = 0
-    step: int = 0
-    samples_seen: int = 0
-    selections: int = 0
-    train_seconds: float = 0.0
-    select_seconds: float = 0.0
-    selected_epoch: int = 0
-    """Epoch whose coreset is current: a run stopped between a selection and its first batch
-    resumes with that coreset instead of selecting again."""
-
-
-def step_seed(seed: int, epoch: int, batch: int, rank: int) -> int:
-    return int(np.random.SeedSequence([seed, epoch, batch, rank]).generate_state(1)[0])
-
-
-class Trainer:
+class Trainer(RunSchedule, CoresetPhase, RunState):
     """Runs ``cfg`` end to end. ``resume``: 'auto' (continue out_dir/checkpoint.pt if present),
     'none' (start fresh, refusing to overwrite a finished run's checkpoint), or a path.
     ``stop``: the :class:`StopFlag` whose signals make ``fit`` checkpoint and stop (default
-    SIGTERM and SIGUSR1; the SLURM launcher adds submitit's preemption signal)."""
+    SIGTERM and SIGUSR1; the SLURM launcher adds submitit's preemption signal).
+
+    Its parts live in their own modules: the schedule arithmetic (:mod:`rcs.train.run_schedule`),
+    the coreset phase (:mod:`rcs.train.coreset_phase`), checkpoints and the run summary
+    (:mod:`rcs.train.run_state`); this module holds the setup and the training loop."""
 
     def __init__(self, cfg: RunConfig, resume: str = "auto", stop: StopFlag | None = None):
         self.cfg = cfg
@@ -139,199 +108,11 @@ class Trainer:
         self.coreset: Coreset | None = None
         self.progress = Progress()
         self.schedule = self.build_schedule()
-        self.amp = cfg.train.amp == "bf16" or (cfg.train.amp == "auto"
-                                               and self.device.type == "cuda")
         self.logger = MetricsLogger.from_config(self.out / "metrics.jsonl", cfg,
                                                 enabled=self.env.is_main)
         self._resume(resume)
         if cfg.train.init and self.progress.step == 0 and self.progress.epoch == 1:
             self.init_from(cfg.train.init, cfg.train.init_continue)  # a fresh run only
-
-    # ----------------------------------------------------------------- schedule
-    def uses_coreset(self, epoch: int) -> bool:
-        return self.cfg.selection.method != "full" and not self.reselect.is_warmup(epoch)
-
-    def selects_at(self, epoch: int) -> bool:
-        return self.cfg.selection.method != "full" and self.reselect.should_select(epoch)
-
-    def epoch_size(self, full: bool) -> int:
-        """Samples one epoch feeds (padded to a multiple of the world size, as the sampler does)."""
-        n = len(self.candidates) if full else budget(self.cfg.selection.fraction,
-                                                     len(self.candidates))
-        w = self.env.world_size
-        return -(-n // w) * w
-
-    def planned_samples(self, epochs: float) -> int:
-        """Samples seen after ``epochs`` epochs of this run's schedule (warm-up, then coreset)."""
-        s = self.cfg.selection
-        return planned_samples(
-            epochs, self.epoch_size(full=True),
-            None if s.method == "full" else self.epoch_size(full=False), s.warmup_epochs)
-
-    def build_schedule(self) -> EpochCosineWarmup | CosineWarmup:
-        """The lr schedule of ``train.lr_schedule`` (see :mod:`rcs.train.schedule`)."""
-        t = self.cfg.train
-        if t.lr_schedule == "epoch":
-            return EpochCosineWarmup(base_lr=t.lr, epochs=t.epochs, min_lr=t.min_lr,
-                                     warmup_epochs=min(float(t.epochs), t.lr_warmup_epochs))
-        total = self.planned_samples(t.epochs)
-        return CosineWarmup(base_lr=t.lr, total_samples=total, min_lr=t.min_lr,
-                            warmup_samples=min(total, self.planned_samples(t.lr_warmup_epochs)))
-
-    def lr_for_step(self, epoch: int, bi: int, n_batches: int, samples_after: int) -> float:
-        """The rate of step ``bi`` (0-based) of ``epoch`` (``n_batches`` batches), after which
-        ``samples_after`` samples are seen: the schedule's value once the step is done (as the
-        published code, which steps its scheduler before the optimizer)."""
-        if isinstance(self.schedule, EpochCosineWarmup):
-            return self.schedule.lr_for_step(epoch, bi, n_batches)
-        return self.schedule.lr_at(samples_after)
-
-    def run_progress(self, epoch: int, bi: int, n_batches: int) -> float:
-        """Share of the run done after step ``bi`` of ``epoch``, in the schedule's unit (epochs
-        or samples), in [0, 1]; methods with their own schedules get it (BYORL's EMA rate)."""
-        if isinstance(self.schedule, EpochCosineWarmup):
-            return min(1.0, epoch_position(epoch, bi, n_batches) / self.cfg.train.epochs)
-        return min(1.0, self.progress.samples_seen / max(1, self.schedule.total_samples))
-
-    # ----------------------------------------------------------------- checkpoints
-    def state(self) -> dict[str, Any]:
-        p = self.progress
-        state: dict[str, Any] = {
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "progress": {k: getattr(p, k) for k in p.__dataclass_fields__},
-            "rng": rng_state(), "config_json": json.dumps(to_dict(self.cfg)),
-            "dataset": {"len": len(self.dataset), "fingerprint": self.dataset.fingerprint()},
-            "complete": p.epoch > self.cfg.train.epochs,
-        }
-        if len(self.extras):
-            state["extras"] = self.extras.state_dict()
-        if method_state := self.method.state_dict():
-            state["method"] = method_state
-        if self.coreset is not None:
-            state["coreset"] = coreset_to_state(self.coreset.indices, self.coreset.meta)
-        return state
-
-    def save(self) -> None:
-        if self.env.is_main:
-            save_checkpoint(self.ckpt_path, self.state())
-        barrier(self.env)
-
-    def _resume(self, resume: str) -> None:
-        path = None if resume == "none" else (self.ckpt_path if resume == "auto" else Path(resume))
-        fresh = path is None or (resume == "auto" and not path.exists())
-        if self.env.is_main:  # one writer per folder, which never mixes two runs (run_guard)
-            run_guard.open_run_folder(self.out, fresh)
-        if fresh:
-            return
-        state = load_checkpoint(path, map_location=self.device)
-        changed = run_guard.check_resume(state, self.cfg, path, self.out, self.env.is_main)
-        self._load_weights(state, f"checkpoint '{path}'")
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.progress = Progress(**state["progress"])
-        set_rng_state(state["rng"])
-        if "coreset" in state:
-            idx, meta = coreset_from_state(state["coreset"])
-            self.coreset = Coreset(idx.numpy(), meta=meta)
-        self.logger.log(event="resume", checkpoint=str(path), changed=changed,
-                        threads=torch.get_num_threads(), world_size=self.env.world_size,
-                        device=str(self.device), **state["progress"])
-        if self.env.is_main:
-            print(run_guard.resume_line(path, self.progress, self.cfg.train.epochs), flush=True)
-
-    def _load_weights(self, state: dict[str, Any], what: str) -> None:
-        """Model, method-owned modules and method state of a checkpoint of this dataset
-        (``what`` names it in errors); resume and init both load through here."""
-        if state.get("dataset", {}).get("fingerprint") not in (None, self.dataset.fingerprint()):
-            raise CheckpointError(f"{what} was trained on another dataset (fingerprint "
-                                  "differs); use a new --out folder or the same data")
-        load_state_dict_strict(self.model, state["model"], what=what)
-        if len(self.extras):
-            load_state_dict_strict(self.extras, state.get("extras", {}),
-                                   what=f"modules of method {self.cfg.train.method} in {what}")
-        self.method.load_state_dict(state.get("method", {}))
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast when train.amp asks for it (GPU by default), else nothing."""
-        if self.amp:
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def coreset_file(self, path: str | Path) -> Coreset:
-        """The coreset in ``path`` (``rcs select``'s .npz), checked against this run: same
-        dataset (length and fingerprint), no validation image (the rest are candidates), the
-        budget."""
-        from rcs.errors import CoresetError
-
-        cs = Coreset.load(path, dataset_len=len(self.dataset),
-                          fingerprint=self.dataset.fingerprint())
-        inval = np.intersect1d(cs.indices, self.val)
-        if len(inval):
-            raise CoresetError(
-                f"coreset '{path}' holds {len(inval)} of this run's validation images: it was "
-                "selected with another validation split (data.val_fraction or seed differ); "
-                "select again with this run's config")
-        want = budget(self.cfg.selection.fraction, len(self.candidates))
-        if len(cs) != want:
-            raise CoresetError(f"coreset '{path}' has {len(cs)} images but this run's "
-                               f"selection.fraction={self.cfg.selection.fraction} needs {want}; "
-                               "set the same fraction as the selection")
-        cs.meta["file"] = str(path)
-        return cs
-
-    def init_from(self, path: str | Path, continue_schedule: bool = False) -> None:
-        """Start this fresh run from the weights of pretraining checkpoint ``path`` (model and
-        method-owned modules and state): e.g. a warm-up shared by runs that differ in seed or
-        selector. ``continue_schedule`` also takes its optimizer state and its position
-        (epoch, step, samples seen: the schedule goes on from there, the same warm-up counts
-        for every run); otherwise optimizer and schedule start fresh. Random streams follow
-        this run's seed. Refused for a run that has already trained or a mid-epoch checkpoint
-        with ``continue_schedule``."""
-        if self.progress.step or self.progress.epoch > 1:
-            raise CheckpointError(f"init_from('{path}'): this run has already trained (epoch "
-                                  f"{self.progress.epoch}); start it with resume='none'")
-        state = load_checkpoint(path, map_location=self.device)
-        self._load_weights(state, f"init checkpoint '{path}'")
-        if continue_schedule:
-            done = Progress(**state["progress"])
-            if done.batch:
-                raise CheckpointError(f"init checkpoint '{path}' was saved mid-epoch (batch "
-                                      f"{done.batch}); continue from an epoch-end checkpoint")
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.progress = Progress(epoch=done.epoch, step=done.step,
-                                     samples_seen=done.samples_seen)
-        self.logger.log(event="init", checkpoint=str(path), continue_schedule=continue_schedule,
-                        epoch=self.progress.epoch)
-
-    # ----------------------------------------------------------------- selection
-    def select(self, epoch: int) -> None:
-        t0 = time.perf_counter()
-        coreset = None
-        broadcast_buffers(self.model, self.env)  # every rank selects with rank 0's model
-        given = self.cfg.selection.coreset and self.progress.selections == 0
-        if given and self.env.is_main:
-            coreset = self.coreset_file(self.cfg.selection.coreset)
-        elif not given and (self.env.is_main or self.sharded_selection):
-            ctx = SelectionContext(
-                dataset=self.dataset, candidates=self.candidates, val=self.val,
-                fraction=self.cfg.selection.fraction, seed=self.cfg.seed + self.cfg.selection.seed,
-                model=self.model, augment=self.augment, device=self.device, cfg=self.cfg,
-                epoch=epoch)
-            coreset = self.selector.select(ctx)
-        if coreset is not None and self.env.is_main:
-            coreset.save(self.out / "coresets" / f"epoch_{epoch:04d}.npz")
-        idx = broadcast_indices(torch.from_numpy(coreset.indices) if coreset else None,
-                                self.env, self.device)
-        self.coreset = coreset if coreset is not None else Coreset(idx.numpy())
-        self.model.train()
-        seconds = time.perf_counter() - t0
-        self.progress.selections += 1
-        self.progress.select_seconds += seconds
-        self.progress.selected_epoch = epoch
-        self.logger.log(event="selection", epoch=epoch, method=self.selector.name,
-                        size=len(self.coreset), seconds=seconds,
-                        augment_strength=self.augment.strength,
-                        timings=self.coreset.meta.get("timings", {}),
-                        **coreset_fields(self.coreset, self.dataset))
 
     # ----------------------------------------------------------------- training
     def fit(self, until_epoch: int | None = None) -> dict[str, Any]:
@@ -405,16 +186,16 @@ class Trainer:
         """BN running statistics from ``train.bn_recalibration`` random full-data batches (see
         :mod:`rcs.train.bn`); seeded by (seed, epoch, rank), so a resumed run repeats it."""
         cfg, bs = self.cfg, self.rank_batch
-        rng = np.random.default_rng([cfg.seed, epoch, self.env.rank, 0xB7])
+        rng = generator(cfg.seed, epoch, self.env.rank, 0xB7)
         idx = rng.choice(self.candidates, min(len(self.candidates),
                                               cfg.train.bn_recalibration * bs), replace=False)
         def forward(b: int) -> None:
             part = idx[b * bs:(b + 1) * bs]
             x, y = self.dataset.get_batch(part)
             gen = torch.Generator(device=self.device).manual_seed(
-                step_seed(cfg.seed, epoch, 2**31 + b, self.env.rank))
+                seed_int(cfg.seed, epoch, 2**31 + b, self.env.rank))
             self.method.prepare_batch(part)
-            with self._autocast():
+            with autocast(self.device, cfg.train.amp):
                 self.method.step(self.forward, self.model, x.to(self.device),
                                  None if y is None else y.to(self.device), self.augment, gen)
 
@@ -438,12 +219,12 @@ class Trainer:
         x = x.to(self.device, non_blocking=True)
         y = y.to(self.device, non_blocking=True) if y is not None else None
         gen = torch.Generator(device=self.device).manual_seed(
-            step_seed(cfg.seed, epoch, bi, self.env.rank))
+            seed_int(cfg.seed, epoch, bi, self.env.rank))
         batch_samples = len(idx) * self.env.world_size
         set_lr(self.optimizer, self.lr_for_step(epoch, bi, n_batches,
                                                 p.samples_seen + batch_samples))
         self.method.prepare_batch(idx)
-        with self._autocast():
+        with autocast(self.device, cfg.train.amp):
             out = self.method.step(self.forward, self.model, x, y, self.augment, gen)
         loss = out.loss.float()
         value = float(loss.detach())
@@ -466,27 +247,3 @@ class Trainer:
                             lr=self.optimizer.param_groups[0]["lr"], samples_seen=p.samples_seen,
                             **out.metrics)
         return value
-
-    def summary(self) -> dict[str, Any]:
-        p = self.progress
-        records = []
-        if self.env.is_main and (self.out / "metrics.jsonl").exists():
-            from rcs.utils.metrics import read_jsonl
-
-            records = [r for r in read_jsonl(self.out / "metrics.jsonl")
-                       if r.get("event") == "epoch"]
-        return {
-            "name": self.cfg.name, "method": self.cfg.train.method,
-            "selector": self.cfg.selection.method, "fraction": self.cfg.selection.fraction,
-            "epochs": self.cfg.train.epochs, "steps": p.step, "samples_seen": p.samples_seen,
-            "selections": p.selections, "train_seconds": p.train_seconds,
-            "select_seconds": p.select_seconds,
-            "total_seconds": p.train_seconds + p.select_seconds,
-            "final_loss": records[-1]["loss"] if records else None,
-            "world_size": self.env.world_size, "device": str(self.device),
-            "init": ({"checkpoint": self.cfg.train.init,
-                      "continue_schedule": self.cfg.train.init_continue}
-                     if self.cfg.train.init else None),
-            "coreset_file": self.cfg.selection.coreset or None,
-            "checkpoint": str(self.ckpt_path),
-        }

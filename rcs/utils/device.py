@@ -1,8 +1,36 @@
-"""Device selection."""
+"""Device selection, bf16 autocast, and the module inside DDP / compile wrappers."""
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
 import torch
+
+
+def unwrap(model: Any) -> Any:
+    """The module inside DDP / DataParallel (``.module``) and ``torch.compile``
+    (``._orig_mod``) wrappers, in any nesting: wrappers are looked through until a module with
+    ``features`` (an rcs RobustModel) or no further wrapper is reached."""
+    while not hasattr(model, "features"):
+        attr = next((a for a in ("module", "_orig_mod") if hasattr(model, a)), None)
+        if attr is None:
+            return model
+        model = getattr(model, attr)
+    return model
+
+
+def amp_enabled(device: torch.device | str, amp: str) -> bool:
+    """Whether ``amp`` (``train.amp``: auto | bf16 | off) asks for bf16 autocast on
+    ``device``: ``bf16`` always, ``auto`` on CUDA only."""
+    return amp == "bf16" or (amp == "auto" and torch.device(device).type == "cuda")
+
+
+def autocast(device: torch.device | str, amp: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast on ``device`` when :func:`amp_enabled`, else a null context."""
+    if amp_enabled(device, amp):
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -44,6 +44,47 @@ def per_rank_batch(global_batch: int, world_size: int, key: str = "train.batch_s
     return global_batch // world_size
 
 
+PORT_RANGE = (20000, 60000)
+"""MASTER_PORT is drawn from [20000, 60000) (submitit's range)."""
+
+
+def master_port(job_id: str, restarts: int = 0) -> int:
+    """The job's MASTER_PORT: ``$RCS_MASTER_PORT`` when set, else drawn from
+    :data:`PORT_RANGE` by the job id and restart count, so every task of a job run derives the
+    same port and a requeued run a fresh one."""
+    fixed = os.environ.get("RCS_MASTER_PORT")
+    if fixed:
+        return int(fixed)
+    import random
+
+    return random.Random(f"{job_id}/{restarts}").randrange(*PORT_RANGE)
+
+
+def _restarts() -> int:
+    return int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
+
+
+def torch_env_vars(master_addr: str, rank: int, world_size: int, local_rank: int,
+                   local_world_size: int, job_id: str) -> dict[str, str]:
+    """The torch.distributed ``env://`` variables of one task of a SLURM job: MASTER_ADDR,
+    MASTER_PORT (:func:`master_port` of the job id and ``$SLURM_RESTART_COUNT``), RANK,
+    WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE. The one place rcs derives them (plain ``srun``
+    tasks in :func:`detect_env`, submitit jobs in :func:`rcs.launch.job.export_distributed`).
+
+    On a cluster that binds one GPU per task each task sees fewer devices than tasks per node:
+    the local rank is then folded onto the visible devices."""
+    try:
+        n_dev = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except RuntimeError:  # pragma: no cover - a broken CUDA setup: no folding
+        n_dev = 0
+    if 0 < n_dev <= local_rank:
+        local_rank %= n_dev
+    return {"MASTER_ADDR": str(master_addr),
+            "MASTER_PORT": str(master_port(str(job_id), _restarts())),
+            "RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(local_rank),
+            "LOCAL_WORLD_SIZE": str(local_world_size)}
+
+
 def _slurm_master() -> str:
     nodelist = os.environ.get("SLURM_STEP_NODELIST") or os.environ.get("SLURM_JOB_NODELIST", "")
     if not nodelist:
@@ -58,18 +99,27 @@ def _slurm_master() -> str:
         return nodelist.split(",")[0].split("[")[0]
 
 
+def slurm_env_vars() -> dict[str, str]:
+    """:func:`torch_env_vars` of this ``srun`` task, from the SLURM variables (SLURM_PROCID,
+    SLURM_NTASKS, SLURM_LOCALID, SLURM_NNODES, SLURM_JOB_ID, the first node of the step)."""
+    world = int(os.environ.get("SLURM_NTASKS", "1"))
+    nodes = max(1, int(os.environ.get("SLURM_NNODES", "1") or 1))
+    return torch_env_vars(_slurm_master(), int(os.environ.get("SLURM_PROCID", 0)), world,
+                          int(os.environ.get("SLURM_LOCALID", 0)), max(1, world // nodes),
+                          os.environ.get("SLURM_JOB_ID", "0"))
+
+
 def detect_env() -> DistEnv:
-    """Rank/world from torchrun (RANK, WORLD_SIZE, LOCAL_RANK) or SLURM (SLURM_PROCID, ...)."""
+    """Rank/world from torchrun (RANK, WORLD_SIZE, LOCAL_RANK) or SLURM (SLURM_PROCID, ...;
+    MASTER_ADDR / MASTER_PORT are set from :func:`slurm_env_vars` unless already set)."""
     if "WORLD_SIZE" in os.environ and "RANK" in os.environ:
         return DistEnv(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0)),
                        int(os.environ["WORLD_SIZE"]))
     if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in os.environ:
-        env = DistEnv(int(os.environ["SLURM_PROCID"]), int(os.environ.get("SLURM_LOCALID", 0)),
-                      int(os.environ["SLURM_NTASKS"]))
-        os.environ.setdefault("MASTER_ADDR", _slurm_master())
-        os.environ.setdefault("MASTER_PORT", str(29500 + int(os.environ.get("SLURM_JOB_ID", 0))
-                                                 % 20000))
-        return env
+        v = slurm_env_vars()
+        os.environ.setdefault("MASTER_ADDR", v["MASTER_ADDR"])
+        os.environ.setdefault("MASTER_PORT", v["MASTER_PORT"])
+        return DistEnv(int(v["RANK"]), int(v["LOCAL_RANK"]), int(v["WORLD_SIZE"]))
     return DistEnv()
 
 

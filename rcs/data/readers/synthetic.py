@@ -17,13 +17,14 @@ import numpy as np
 
 from rcs.data.dataset import ImageDataset
 from rcs.errors import DataError
+from rcs.utils.seed import generator
 
 CLASS_SEED = 20231
 
 
 def class_params(num_classes: int) -> dict[str, np.ndarray]:
     """Per-class colours, grating orientation (radians) and frequency (cycles per image)."""
-    rng = np.random.default_rng([CLASS_SEED, num_classes])
+    rng = generator(CLASS_SEED, num_classes)
     order = rng.permutation(num_classes)
     return {
         "bg": rng.uniform(0.15, 0.85, size=(num_classes, 3)).astype(np.float32),
@@ -41,7 +42,7 @@ def make_synthetic(n: int, image_size: int = 32, num_classes: int = 10, seed: in
     if n <= 0 or image_size <= 0 or num_classes <= 0:
         raise ValueError("n, image_size and num_classes must be > 0")
     p = class_params(num_classes)
-    rng = np.random.default_rng([seed, n, image_size, num_classes])
+    rng = generator(seed, n, image_size, num_classes)
     labels = rng.permutation(np.arange(n) % num_classes).astype(np.int64)
     coords = (np.arange(image_size, dtype=np.float32) + 0.5) / image_size
     th, fr = p["theta"][labels], p["freq"][labels]

@@ -15,16 +15,13 @@ import torch
 from rcs.compare.results import mean_std, summarize
 from rcs.compare.study import CompareSpec, Job, plan, run_job
 from rcs.errors import ConfigError, NotAvailableError
+from tests.conftest import tiny
 
-TINY = [
-    "data.name=synthetic", "data.synthetic_size=48", "data.val_fraction=0.1",
-    "model.width=4", "model.blocks=[1]", "model.head_dim=16", "train.epochs=3",
-    "train.batch_size=16", "train.attack.steps=1", "train.channels_last=false",
-    "train.lr_warmup_epochs=1", "selection.warmup_epochs=1", "selection.every=1",
-    "selection.candidate_batch=16", "selection.rounds=2", "selection.sketch_dim=32",
-    "finetune.slf.epochs=1", "finetune.slf.batch_size=24", "finetune.slf.lr=0.1",
-    "eval.limit=16", "eval.pgd.steps=2", "eval.batch_size=16", "device=cpu",
-]
+TINY = tiny("data.synthetic_size=48", "train.epochs=3", "train.lr_warmup_epochs=1",
+            "selection.warmup_epochs=1", "selection.every=1", "selection.candidate_batch=16",
+            "selection.rounds=2", "selection.sketch_dim=32", "finetune.slf.epochs=1",
+            "finetune.slf.batch_size=24", "finetune.slf.lr=0.1", "eval.limit=16",
+            "eval.pgd.steps=2", "eval.batch_size=16", drop=("train.log_every",))
 
 
 @pytest.fixture(autouse=True)

@@ -11,13 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from rcs.config.schema import ModelConfig
-from rcs.data import ImageDataset, train_val_split
-from rcs.models import build_model
 from rcs.selection import SelectionContext, build_selector
 from rcs.selection.facility import SparseSimilarity, fl_value, knn_similarity, lazy_greedy
 from rcs.selection.gradnorm import GradNormSelector, top_k
 from rcs.selection.kcenter import KCenterSelector, covering_radius, kcenter_greedy
+from tests.conftest import random_images
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
@@ -137,28 +135,19 @@ N = 72
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return build_model(ModelConfig(arch="resnet18", width=4, blocks=[1, 1], head_dim=16))
-
-
-@pytest.fixture(scope="module")
 def data():
-    rng = np.random.default_rng(0)
-    ds = ImageDataset(rng.integers(0, 256, (N, 16, 16, 3), dtype=np.uint8),
-                      rng.integers(0, 10, N))
-    cand, val = train_val_split(N, 0.1, 0)
-    return ds, cand, val
+    """conftest's random images, 72 of them here."""
+    return random_images(N)
 
 
-SMALL = {"batch": 16, "sketch_dim": 32}
+SMALL = {"candidate_batch": 16, "sketch_dim": 32}
 
 
 def make(name):
     sel = build_selector(name)
     if hasattr(sel, "settings"):
         for k, v in SMALL.items():
-            setattr(sel.settings, k, v)
+            setattr(sel.settings.selection, k, v)
     if name == "rcs":
         sel.scfg.candidate_batch, sel.scfg.sketch_dim, sel.scfg.rounds = 16, 32, 3
     return sel
@@ -238,14 +227,15 @@ def test_gradnorm_keeps_the_largest_scores(model, data):
 def test_gradnorm_scores_are_norms_of_the_full_per_sample_gradients(model, data):
     """Scores (reduced chunk by chunk, scattered by position) == norms of the unreduced
     per-sample head gradients of the same views; and more repeats average more draws."""
-    from rcs.selection.baseline_grads import Settings, head_gradients
+    from rcs.selection.gradient_pass import head_gradients
+    from rcs.selection.settings import SelectorSettings
 
     ds, cand, val = data
     sel = GradNormSelector(None, batch=16, attack_steps=1)
     sel.select(ctx_of(model, data, 0.25))
     ids, scores = sel.last_scores
     full = torch.zeros(len(ids), 0)
-    for pos, g in head_gradients(ctx_of(model, data, 0.25), ids, Settings(batch=16),
+    for pos, g in head_gradients(ctx_of(model, data, 0.25), SelectorSettings.resolve(batch=16),
                                  lambda g: g):
         if full.shape[1] == 0:
             full = torch.zeros(len(ids), g.shape[1])

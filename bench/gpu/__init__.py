@@ -1,0 +1,1 @@
+"""The GPU measurement suite's Python steps (``bench/gpu_suite.sh`` runs them)."""
