@@ -68,25 +68,25 @@ _SINGLE_ROCL = ["model.bn_names=[normal]", "model.head=rocl"]
 #: Each method's own settings on top of METHOD_TINY.
 METHOD_SETS: dict[str, list[str]] = {
     "advcl": ["train.method=advcl", "model.bn_names=[normal,pgd,pgd_ce]", "model.head=advcl",
-              "train.advcl_clusters=[2,5,100]", "train.advcl_pseudo_every=1",
-              "train.advcl_kmeans_iters=5"],
+              "train.advcl.clusters=[2,5,100]", "train.advcl.pseudo_every=1",
+              "train.advcl.kmeans_iters=5"],
     "rocl": ["train.method=rocl", "model.head=rocl", *_SINGLE],
     "byorl": ["train.method=byorl", "model.head=byol", *_SINGLE],
-    "tikhonov": ["train.method=tikhonov", "train.tikhonov_lambda=1.0", *_SINGLE],
+    "tikhonov": ["train.method=tikhonov", "train.tikhonov.lam=1.0", *_SINGLE],
     # the survey family
     "clae": ["train.method=clae", "train.attack.eps=0.03", "train.attack.alpha=0.03",
-             "train.attack.random_start=false", "train.clae_alpha=0.7"],
-    "ifm": ["train.method=ifm", "train.ifm_epsilon=0.2", "train.ifm_alpha=0.5", *_SINGLE_ROCL],
-    "hcl": ["train.method=hcl", "train.hcl_tau_plus=0.2", "train.hcl_beta=0.5", *_SINGLE_ROCL],
-    "mochi": ["train.method=mochi", "train.mochi_hard=6", "train.mochi_mix=5",
-              "train.mochi_query_mix=3", *_SINGLE_ROCL],
+             "train.attack.random_start=false", "train.clae.alpha=0.7"],
+    "ifm": ["train.method=ifm", "train.ifm.epsilon=0.2", "train.ifm.alpha=0.5", *_SINGLE_ROCL],
+    "hcl": ["train.method=hcl", "train.hcl.tau_plus=0.2", "train.hcl.beta=0.5", *_SINGLE_ROCL],
+    "mochi": ["train.method=mochi", "train.mochi.hard=6", "train.mochi.mix=5",
+              "train.mochi.query_mix=3", *_SINGLE_ROCL],
     "rush": ["train.method=rush", *_SINGLE_ROCL],
     "aacl": ["train.method=aacl"],
-    "arocl": ["train.method=arocl", "train.ainfonce_variant=iphn", *_SINGLE_ROCL],
-    "adco": ["train.method=adco", "train.memory_size=24", "train.temperature=0.2",
-             "train.memory_temperature=0.1", *_SINGLE_ROCL],
-    "caco": ["train.method=caco", "train.memory_size=24", "train.temperature=0.2",
-             "train.memory_temperature=0.1", "train.memory_weight_decay=0.01", *_SINGLE_ROCL],
+    "arocl": ["train.method=arocl", "train.ainfonce.variant=iphn", *_SINGLE_ROCL],
+    "adco": ["train.method=adco", "train.memory.size=24", "train.temperature=0.2",
+             "train.memory.temperature=0.1", *_SINGLE_ROCL],
+    "caco": ["train.method=caco", "train.memory.size=24", "train.temperature=0.2",
+             "train.memory.temperature=0.1", "train.memory.weight_decay=0.01", *_SINGLE_ROCL],
 }
 ADDED_METHODS = ["advcl", "rocl", "byorl", "tikhonov"]
 FAMILY_METHODS = ["clae", "ifm", "hcl", "mochi", "rush", "aacl", "arocl", "adco", "caco"]

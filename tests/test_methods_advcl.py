@@ -42,7 +42,7 @@ def test_advcl_pseudo_labels_schedule_and_state():
 
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_advcl_attack_mode_and_bn_statistics(mode):
-    cfg, m, model, extras, fw, ds, aug = _setup("advcl", f"train.advcl_attack_mode={mode}",
+    cfg, m, model, extras, fw, ds, aug = _setup("advcl", f"train.advcl.attack_mode={mode}",
                                                 "train.attack.steps=2")
     m.on_epoch_start(1, aug)
     model.train()

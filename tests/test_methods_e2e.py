@@ -19,8 +19,8 @@ COMMON = tiny("model.head_hidden=16", "train.lr_warmup_epochs=1", "selection.met
               "selection.rounds=2", "selection.candidate_batch=32", "selection.sketch_dim=64",
               "selection.val_attack_steps=1")
 EXTRA = {
-    "advcl": ["train.advcl_clusters=[2,10,50]", "train.advcl_kmeans_iters=5",
-              "train.advcl_pseudo_every=1"],
+    "advcl": ["train.advcl.clusters=[2,10,50]", "train.advcl.kmeans_iters=5",
+              "train.advcl.pseudo_every=1"],
     "rocl": [],
     "byorl": [],
     "tikhonov": [],

@@ -142,16 +142,16 @@ def test_memory_update_after_a_step_is_the_closed_form_gradient_step(method):
             def logits(a, d, kn=kn):
                 return torch.cat([a @ kn.t(), a @ d.t()], 1)
 
-            u = _bank_grad_autograd(q, b0, logits, target, t.memory_temperature)
+            u = _bank_grad_autograd(q, b0, logits, target, t.memory.temperature)
         else:
             q1, p1, q2, p2 = pending
             u = sum(_bank_grad_autograd(qq, b0, lambda a, d: a @ d.t(), pp,
-                                        t.memory_temperature, signed_positive=True)
+                                        t.memory.temperature, signed_positive=True)
                     for qq, pp in ((q1, p1), (q2, p2)))
-        v_want = t.memory_momentum * v0.double() - u + t.memory_weight_decay * b0.double()
+        v_want = t.memory.momentum * v0.double() - u + t.memory.weight_decay * b0.double()
         assert torch.allclose(bank.velocity.double(), v_want, atol=1e-5)
-        assert torch.allclose(bank.bank.double(), b0.double() - t.memory_lr * v_want, atol=1e-5)
-        tau = t.key_momentum
+        assert torch.allclose(bank.bank.double(), b0.double() - t.memory.lr * v_want, atol=1e-5)
+        tau = t.memory.key_momentum
         for kp, ko, th in zip(extras["key_encoder"].parameters(), keys_old, model.parameters()):
             assert torch.allclose(kp, tau * ko + (1 - tau) * th.detach(), atol=1e-6)
     if method == "caco":  # positives are bank entries nearest to the other view's key
@@ -159,8 +159,8 @@ def test_memory_update_after_a_step_is_the_closed_form_gradient_step(method):
 
 
 def test_memory_larger_than_the_dataset_is_a_clear_error():
-    with pytest.raises(ConfigError, match="train.memory_size"):
-        setup("adco", "train.memory_size=1000")
+    with pytest.raises(ConfigError, match="train.memory.size"):
+        setup("adco", "train.memory.size=1000")
 
 
 @pytest.mark.parametrize("method", ["adco", "caco"])
@@ -193,8 +193,8 @@ def test_layerwise_adds_alpha_times_the_method_loss_on_stage_projections():
     from rcs.methods.layerwise import LayerwiseContrastive
 
     cfg = load_config(None, TINY + ["train.method=acl", "model.blocks=[1,1]",
-                                    "train.layerwise_stages=[1,2]",
-                                    "train.layerwise_weights=[0.3,0.6]"])
+                                    "train.layerwise.stages=[1,2]",
+                                    "train.layerwise.weights=[0.3,0.6]"])
     from rcs.data import Augment, build_dataset
     from rcs.methods.base import MultiForward, RunContext
     from rcs.models import build_model
@@ -242,16 +242,16 @@ def test_layerwise_adds_alpha_times_the_method_loss_on_stage_projections():
 def test_layerwise_refuses_methods_without_an_embedding_loss_and_bad_stages():
     from rcs.methods import build_method
 
-    lw = ["train.layerwise_stages=[1]", "train.layerwise_weights=[1.0]"]
+    lw = ["train.layerwise.stages=[1]", "train.layerwise.weights=[1.0]"]
     with pytest.raises(ConfigError, match="embedding_loss"):
         build_method("byorl", load_config(None, TINY + lw + ["train.method=byorl",
                                                              "model.bn_names=[normal]"]))
     with pytest.raises(ConfigError, match="embedding_loss"):
         build_method("adco", cfg_for("adco", *lw))
     with pytest.raises(ConfigError, match="one weight per entry"):
-        load_config(None, TINY + ["train.layerwise_stages=[1,2]", "train.layerwise_weights=[1]"])
+        load_config(None, TINY + ["train.layerwise.stages=[1,2]", "train.layerwise.weights=[1]"])
     with pytest.raises(ConfigError, match="stages"):
-        setup("ifm", "train.layerwise_stages=[3]", "train.layerwise_weights=[1.0]")
+        setup("ifm", "train.layerwise.stages=[3]", "train.layerwise.weights=[1.0]")
 
 
 def test_train_help_and_readme_list_the_family_and_the_layerwise_option():
@@ -265,5 +265,5 @@ def test_train_help_and_readme_list_the_family_and_the_layerwise_option():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for name in SETS:
         assert f"| `{name}` |" in readme and name in text, name
-    assert "train.layerwise_stages" in text and "train.layerwise_stages" in readme
+    assert "train.layerwise.stages" in text and "train.layerwise.stages" in readme
     assert "--attacks smoothing" in readme

@@ -19,8 +19,8 @@ LEAN += ["data.synthetic_size=64", "data.val_fraction=0.125"]
 N_CAND = 64 - 8
 
 FAMILY = ["clae", "ifm", "hcl", "mochi", "aacl", "arocl", "adco", "caco", "rush"]
-EXTRA = {"mochi": ["train.mochi_hard=8", "train.mochi_mix=8", "train.mochi_query_mix=4"],
-         "adco": ["train.memory_size=32"], "caco": ["train.memory_size=32"]}
+EXTRA = {"mochi": ["train.mochi.hard=8", "train.mochi.mix=8", "train.mochi.query_mix=4"],
+         "adco": ["train.memory.size=32"], "caco": ["train.memory.size=32"]}
 SINGLE_BN = {"ifm", "hcl", "mochi", "arocl", "adco", "caco", "rush"}
 
 
@@ -64,7 +64,7 @@ def test_family_method_rcs_slf_pgd20(tmp_path, method):
 def test_layerwise_acl_rcs_slf_pgd20(tmp_path):
     run, summary, res = pretrain_finetune(
         tmp_path, "acl", "configs/tiny/cifar10_acl_rcs.yaml",
-        ["train.layerwise_stages=[1]", "train.layerwise_weights=[0.5]"])
+        ["train.layerwise.stages=[1]", "train.layerwise.weights=[0.5]"])
     steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in steps if r.get("event") == "step"]
     assert steps and all("layer1" in r and "loss_final" in r for r in steps)
@@ -84,7 +84,7 @@ def test_family_under_ddp_two_gloo_ranks(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", RCS_QUIET="1")
     port = 29200 + os.getpid() % 500
     runs = [("adco", EXTRA["adco"]), ("caco", EXTRA["caco"]), ("mochi", EXTRA["mochi"]),
-            ("acl", ["train.layerwise_stages=[1]", "train.layerwise_weights=[0.5]"])]
+            ("acl", ["train.layerwise.stages=[1]", "train.layerwise.weights=[0.5]"])]
     for i, (method, extra) in enumerate(runs):
         out = tmp_path / method
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",

@@ -49,10 +49,10 @@ def test_advcl_needs_three_branches_and_tikhonov_needs_lambda():
 
     with pytest.raises(ConfigError, match="pgd_ce"):
         build_method("advcl", load_config(None, TINY + ["train.method=advcl"]))
-    with pytest.raises(ConfigError, match="tikhonov_lambda"):
+    with pytest.raises(ConfigError, match="tikhonov.lam"):
         build_method("tikhonov", load_config(None, TINY + SINGLE))
-    with pytest.raises(ConfigError, match="advcl_attack_mode"):
-        load_config(None, TINY + ["train.advcl_attack_mode=sometimes"])
+    with pytest.raises(ConfigError, match="advcl.attack_mode"):
+        load_config(None, TINY + ["train.advcl.attack_mode=sometimes"])
 
 
 def test_multiforward_extras():

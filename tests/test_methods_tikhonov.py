@@ -17,7 +17,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:AdvCL pseudo-labels:UserWarning"
 def test_tikhonov_wrapper_on_acl_adds_the_penalty_of_the_forward_inputs():
     from rcs.methods.tikhonov import TikhonovPenalty
 
-    sets = TINY + ["train.method=acl", "train.tikhonov_lambda=10"]
+    sets = TINY + ["train.method=acl", "train.tikhonov.lam=10"]
     cfg = load_config(None, sets)
     from rcs.data import Augment, build_dataset
     from rcs.methods import build_method

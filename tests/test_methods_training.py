@@ -19,7 +19,7 @@ def test_mid_epoch_resume_is_exact_with_method_state(tmp_path, method):
     from rcs.train.trainer import Trainer
     from rcs.utils.signals import TrainingInterrupted
 
-    extra = ["train.epochs=3", "train.advcl_pseudo_every=2"] if method == "advcl" else \
+    extra = ["train.epochs=3", "train.advcl.pseudo_every=2"] if method == "advcl" else \
         ["train.epochs=3"]
     ref = Trainer(cfg_for(method, *extra, out=tmp_path / "ref"), resume="none")
     ref.fit()

@@ -89,7 +89,7 @@ EXPECTED_SELECTION_LOSS = {"acl": "acl", "dynacl": "acl", "air": "air", "dynacl_
                            "tikhonov": "acl"}
 METHOD_SETS = {"advcl": ["model.bn_names=[normal,pgd,pgd_ce]"], "rocl": ["model.bn_names=[normal]"],
                "byorl": ["model.bn_names=[normal]"],
-               "tikhonov": ["model.bn_names=[normal]", "train.tikhonov_lambda=1"]}
+               "tikhonov": ["model.bn_names=[normal]", "train.tikhonov.lam=1"]}
 
 
 @pytest.mark.parametrize("method", sorted(EXPECTED_SELECTION_LOSS))
@@ -179,10 +179,10 @@ def test_dynacl_air_config_trains_with_the_published_air(tmp_path):
     from tests.test_methods_e2e import COMMON, sets
 
     cfg = load_config("configs/cifar10_dynacl_air_rcs.yaml", ["data.root=/tmp/x"])
-    assert (cfg.train.method, cfg.train.air_variant) == ("dynacl_air", "faithful")
-    assert (cfg.train.air_lambda1, cfg.train.air_lambda2, cfg.train.dynacl_period) == (0.5, 0.5, 50)
+    assert (cfg.train.method, cfg.train.air.variant) == ("dynacl_air", "faithful")
+    assert (cfg.train.air.lambda1, cfg.train.air.lambda2, cfg.train.dynacl.period) == (0.5, 0.5, 50)
     assert cfg.augment.interpolation == "bicubic" and cfg.train.lr_schedule == "epoch"
-    assert load_config(None).train.air_variant == "faithful"  # the default too
+    assert load_config(None).train.air.variant == "faithful"  # the default too
     out = tmp_path / "run"
     assert main(["train", "-c", "configs/tiny/cifar10_dynacl_air_rcs.yaml", "--out", str(out),
                  "--resume", "none", *sets(COMMON)]) == 0

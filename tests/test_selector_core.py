@@ -27,13 +27,13 @@ def test_defaults_are_the_config_dataclasses_defaults():
     assert s.selection == want
     assert (s.method, s.temperature, s.eps, s.amp, s.branch) == (
         tr.method, tr.temperature, tr.attack.eps, tr.amp, ft.branch)
-    assert s.air == (tr.air_lambda1, tr.air_lambda2, tr.air_variant)
+    assert s.air == (tr.air.lambda1, tr.air.lambda2, tr.air.variant)
 
 
 def test_run_config_and_overrides():
     cfg = RunConfig()
     cfg.train.method, cfg.train.temperature, cfg.train.batch_size = "air", 0.2, 64
-    cfg.train.air_lambda2, cfg.finetune.branch = 0.3, "normal"
+    cfg.train.air.lambda2, cfg.finetune.branch = 0.3, "normal"
     cfg.selection.rounds, cfg.selection.seed = 5, 4
     cfg.validate()
     s = SelectorSettings.resolve(cfg)

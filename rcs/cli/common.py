@@ -46,21 +46,30 @@ def resolve_config(args: argparse.Namespace, extra: list[str] | None = None) -> 
 
 
 def check_names(cfg: RunConfig) -> None:
-    """Refuse a ``train.method`` or ``selection.method`` that `rcs train` would refuse, so
-    `rcs config show` and `rcs submit` do not accept what the run then rejects."""
+    """Check every registry name of ``cfg`` before any work: ``data.name`` (readers),
+    ``model.arch`` and ``model.head`` (arch and head registries), ``train.method`` and
+    ``selection.method``; each against what is registered now (so names added with
+    ``register_reader`` / ``register_arch`` / ``register_head`` / ``register_method`` /
+    ``register_selector`` are valid), with the closest name and the full list on error."""
     import difflib
 
+    from rcs.data.readers import check_reader
     from rcs.errors import ConfigError
-    from rcs.methods.base import method_names
+    from rcs.methods.registry import check_method_name
+    from rcs.models import check_arch, check_head
     from rcs.selection.base import SELECTORS, load_selectors
 
+    check_reader(cfg.data.name)
+    check_arch(cfg.model.arch)
+    check_head(cfg.model.head)
+    check_method_name(cfg.train.method)
     load_selectors()
-    for key, name, valid in (("train.method", cfg.train.method, method_names()),
-                             ("selection.method", cfg.selection.method, sorted(SELECTORS))):
-        if name not in valid:
-            close = difflib.get_close_matches(name, valid, n=1)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise ConfigError(f"unknown {key} '{name}'.{hint} Available: {', '.join(valid)}")
+    valid = sorted(SELECTORS)
+    if cfg.selection.method not in valid:
+        close = difflib.get_close_matches(cfg.selection.method, valid, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"unknown selection.method '{cfg.selection.method}'.{hint} "
+                          f"Available: {', '.join(valid)}")
 
 
 def prepare_run_dir(cfg: RunConfig, name: str = "config.yaml") -> Path:

@@ -39,7 +39,7 @@ Run `rcs <command> --help` for the options of a command.
 
 def catalog_text() -> str:
     """The pretraining methods (``--method``) and coreset selectors (``--selector``), wrapped."""
-    from rcs.methods.base import method_names
+    from rcs.methods.registry import method_names
     from rcs.selection.base import SELECTORS, load_selectors
 
     load_selectors()

@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from rcs.config import from_dict, load_config
     from rcs.config.loader import apply_overrides
     from rcs.config.schema import RunConfig
+    from rcs.config.sections import upgrade_saved_config
     from rcs.data import Augment, build_dataset, train_val_split
     from rcs.models import build_model
     from rcs.selection.base import SelectionContext, build_selector
@@ -68,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     if args.config:
         cfg = load_config(args.config, args.overrides + extra)
     else:
-        data = apply_overrides(json.loads(state["config_json"]), args.overrides + extra)
+        data = apply_overrides(upgrade_saved_config(json.loads(state["config_json"])),
+                               args.overrides + extra)
         cfg = from_dict(RunConfig, data).validate()
     device = resolve_device(cfg.device)
     dataset = build_dataset(cfg.data)

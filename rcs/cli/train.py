@@ -1,9 +1,9 @@
 """Pretrain a robust encoder: full-data warm-up, then a coreset re-selected every F epochs.
 
 Methods (train.method, see --method): acl, dynacl, air, dynacl_air, sat, advcl, rocl, byorl,
-tikhonov, clae, ifm, hcl, mochi, aacl, arocl, adco, caco, rush; train.tikhonov_lambda > 0 adds
-the contrastive input-gradient penalty to any of them, and train.layerwise_stages /
-train.layerwise_weights the layer-wise contrastive loss (L = L_method + Σ_k α_k L_k over
+tikhonov, clae, ifm, hcl, mochi, aacl, arocl, adco, caco, rush; train.tikhonov.lam > 0 adds
+the contrastive input-gradient penalty to any of them, and train.layerwise.stages /
+train.layerwise.weights the layer-wise contrastive loss (L = L_method + Σ_k α_k L_k over
 encoder stages k) to those with an embedding loss.
 Selectors: full, random, rcs and the baselines (selection.method). The run folder gets
 config.yaml (resolved), metrics.jsonl, checkpoint.pt (atomic; written every epoch and on

@@ -21,6 +21,7 @@ from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from rcs.config.schema import RunConfig
+from rcs.config.sections import renamed, sections
 from rcs.errors import ConfigError
 from rcs.utils.serialize import to_dict
 
@@ -111,14 +112,38 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     """Build dataclass ``cls`` from a mapping, refusing unknown keys with the closest valid one."""
     hints = get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
+    group = _section_group(cls)
+    secs = sections(group) if group else {}
+    names = [f.name for f in dataclasses.fields(cls) if not f.metadata.get("sections")]
+    kwargs, extra = {}, {}
     for key, value in data.items():
         where = f"{prefix}.{key}" if prefix else str(key)
-        if key not in names:
-            raise ConfigError(f"unknown config key '{where}'.{_closest(str(key), names, prefix)}")
-        kwargs[key] = _coerce(value, hints[key], where)
-    return cls(**kwargs)
+        if key in secs:
+            extra[key] = _coerce(value, secs[key].cls, where)
+        elif key in names:
+            kwargs[key] = _coerce(value, hints[key], where)
+        elif group and (new := renamed(group, str(key))):
+            dot = f"{prefix}." if prefix else ""
+            raise ConfigError(f"config key '{where}' was renamed: write '{dot}{new}' (every "
+                              f"method's settings are a section, {dot}<method>.<key>; `rcs "
+                              "config keys` lists them)")
+        else:
+            raise ConfigError(f"unknown config key '{where}'."
+                              f"{_closest(str(key), names + list(secs), prefix)}")
+    obj = cls(**kwargs)
+    if group:
+        getattr(obj, _section_field(cls)).update(extra)
+    return obj
+
+
+def _section_field(cls: type) -> str:
+    return next(f.name for f in dataclasses.fields(cls) if f.metadata.get("sections"))
+
+
+def _section_group(cls: type) -> str:
+    """The section group a dataclass holds (``"train"`` for TrainConfig), or ''."""
+    return next((f.metadata["sections"] for f in dataclasses.fields(cls)
+                 if f.metadata.get("sections")), "")
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -274,7 +299,10 @@ def describe_config(cls: type = RunConfig, prefix: str = "",
     default = cls() if instance is None else instance
     for f in dataclasses.fields(cls):
         key = f"{prefix}{f.name}"
-        if dataclasses.is_dataclass(hints[f.name]):  # the parent's default (e.g. PGD-20 steps)
+        if f.metadata.get("sections"):  # each method's settings, train.<name>.<key>
+            for name, section in getattr(default, f.name).items():
+                rows += describe_config(type(section), f"{prefix}{name}.", section)
+        elif dataclasses.is_dataclass(hints[f.name]):  # the parent's default (e.g. PGD-20)
             rows += describe_config(hints[f.name], key + ".", getattr(default, f.name))
         else:
             rows.append((key, repr(getattr(default, f.name)), docs.get(f.name, "")))

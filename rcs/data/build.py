@@ -15,10 +15,9 @@ def build_dataset(cfg: DataConfig, split: str | None = None) -> ImageDataset:
     ``cfg.limit > 0`` keeps the first ``limit`` images as a view (no copy). Use
     ``split="test"`` for evaluation.
     """
-    from rcs.data.readers import READERS
+    from rcs.data.readers import READERS, check_reader
 
-    if cfg.name not in READERS:
-        raise ConfigError(f"data.name={cfg.name!r} is not one of {', '.join(sorted(READERS))}")
+    check_reader(cfg.name)
     ds = READERS[cfg.name](cfg, split or cfg.split)
     if len(ds) == 0:
         raise DataError(f"dataset {cfg.name!r} (data.root={cfg.root!r}) has no images in split "

@@ -15,10 +15,11 @@ _LAZY = {
     "MultiForward": "rcs.methods.base",
     "RunContext": "rcs.methods.base",
     "StepOutput": "rcs.methods.base",
-    "build_method": "rcs.methods.base",
-    "method_names": "rcs.methods.base",
+    "build_method": "rcs.methods.registry",
+    "method_names": "rcs.methods.registry",
     "register_method": "rcs.methods.base",
-    "selection_loss_of": "rcs.methods.base",
+    "register_settings": "rcs.methods.base",
+    "selection_loss_of": "rcs.methods.registry",
 }
 
 __all__ = list(_LAZY)

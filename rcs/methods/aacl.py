@@ -4,7 +4,7 @@ Contrastive Learning via Asymmetric InfoNCE").
 ACL's dual stream (``rcs.methods.acl``: contrastive PGD of both views through the ``pgd`` BN in
 eval mode; clean views through ``normal``, adversarial views through ``pgd``) with each stream's
 NT-Xent replaced by the debiased hard-negative estimator A-InfoNCE's ``HN`` variant uses
-(``rcs.losses.hcl``; τ⁺ = ``train.ainfonce_tau_plus`` = 0.12, β = ``train.ainfonce_beta`` = 1)::
+(``rcs.losses.hcl``; τ⁺ = ``train.ainfonce.tau_plus`` = 0.12, β = ``train.ainfonce.beta`` = 1)::
 
     L = ½ [ HN(z_nat) + HN(z_adv) ]
 
@@ -35,5 +35,5 @@ class AACL(ACL):
     def embedding_loss(self, outputs: list[torch.Tensor]) -> torch.Tensor:
         t = self.cfg.train
         z_nat, z_adv = (gather_batch(z) for z in outputs)
-        return (hcl_loss(z_nat, t.temperature, t.ainfonce_tau_plus, t.ainfonce_beta)
-                + hcl_loss(z_adv, t.temperature, t.ainfonce_tau_plus, t.ainfonce_beta)) / 2
+        return (hcl_loss(z_nat, t.temperature, t.ainfonce.tau_plus, t.ainfonce.beta)
+                + hcl_loss(z_adv, t.temperature, t.ainfonce.tau_plus, t.ainfonce.beta)) / 2

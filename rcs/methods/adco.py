@@ -1,18 +1,18 @@
 """AdCo (Hu et al., CVPR 2021): adversarial contrast with a learnable memory of negatives.
 
 Query network = the model (single BN, ``model.bn_names: [normal]``); key network = a momentum
-(EMA) copy of it, rate ``train.key_momentum`` (0.999), fed the other view without gradient in
+(EMA) copy of it, rate ``train.memory.key_momentum`` (0.999), fed the other view without gradient in
 train mode (MoCo's shuffle-BN is not reproduced). Per step, with views ``t1`` (queries) and
-``t2`` (keys) and the bank of K = ``train.memory_size`` learnable negatives
+``t2`` (keys) and the bank of K = ``train.memory.size`` learnable negatives
 (:class:`rcs.methods.memory_bank.MemoryBank`)::
 
     L = CE( [<q̂_i, k̂_l>]_l ++ [<q̂_i, b̂_j>]_j / t,  i )          (rcs.losses.adco_loss; t =
                                                                   train.temperature, 0.12)
 
 over the global batch (every key of the batch is a negative, the own key the positive). After
-the optimiser step the bank ascends the same loss at τ_m = ``train.memory_temperature`` (0.02)
-by its own momentum SGD (lr ``train.memory_lr`` = 3, momentum ``train.memory_momentum`` = 0.9,
-weight decay ``train.memory_weight_decay`` = 1e-4) from the step's detached queries
+the optimiser step the bank ascends the same loss at τ_m = ``train.memory.temperature`` (0.02)
+by its own momentum SGD (lr ``train.memory.lr`` = 3, momentum ``train.memory.momentum`` = 0.9,
+weight decay ``train.memory.weight_decay`` = 1e-4) from the step's detached queries
 (closed-form gradient, ``rcs.losses.adco_memory_grad``), then the key encoder takes its EMA
 step. The bank starts from the key encoder's embeddings of K clean training images (the
 published ``ad_init``); bank, velocity and key encoder are extra modules kept in checkpoints.
@@ -41,4 +41,4 @@ class AdCo(MemoryMethod):
         return StepOutput(loss)
 
     def memory_direction(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        return adco_memory_grad(q, k, self.memory.bank, self.cfg.train.memory_temperature)
+        return adco_memory_grad(q, k, self.memory.bank, self.cfg.train.memory.temperature)

@@ -4,8 +4,8 @@ and pseudo-label supervision (acl_family.md §4).
 Per image, with three BN branches ``normal`` / ``pgd`` / ``pgd_ce`` (``model.bn_names``):
 
 * ``t1, t2``: two strong augmentations (``augment``; published crop scale (0.2, 1), bilinear);
-* ``org``: the weak view, random crop (padding ``train.advcl_weak_padding``) + flip;
-* ``hfc = high_pass(org, train.advcl_radius)`` (``rcs.data.frequency``; r = 8);
+* ``org``: the weak view, random crop (padding ``train.advcl.weak_padding``) + flip;
+* ``hfc = high_pass(org, train.advcl.radius)`` (``rcs.data.frequency``; r = 8);
 * ``x_cl``: PGD from ``org`` maximising the 4-view loss below (through 'pgd');
 * ``x_ce``: PGD from ``org`` maximising ``sum_g CE_sum(fc_g(f(x_ce, 'pgd_ce')), y_g) / G``.
 
@@ -16,10 +16,10 @@ Loss (``rcs.losses.advcl``), projections L2-normalised::
 
 ``y_g`` are FAISS k-means pseudo-labels (:mod:`rcs.methods.pseudo_labels`) of the encoder
 features at each cluster count (default 2, 10, 50, 100, 500; capped at the dataset size),
-computed from ``train.advcl_pseudo_checkpoint`` once, or from the current model at the start
-and every ``train.advcl_pseudo_every`` epochs; they are kept in the checkpoint.
+computed from ``train.advcl.pseudo_checkpoint`` once, or from the current model at the start
+and every ``train.advcl.pseudo_every`` epochs; they are kept in the checkpoint.
 
-The attacks run in train mode as published (``train.advcl_attack_mode: train``: batch
+The attacks run in train mode as published (``train.advcl.attack_mode: train``: batch
 statistics, and the attack forwards update the 'pgd' / 'pgd_ce' running statistics); ``eval``
 runs them like ACL's (running statistics, parameters frozen). The projections of ``t1``, ``t2``
 and ``hfc`` the contrastive attack needs are computed once per step (the published code
@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import contextlib
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from rcs.attacks import attack_mode, pgd
+from rcs.config.checks import check, check_in
 from rcs.data import high_pass, to_float
 from rcs.data.augment import crop_flip
 from rcs.errors import ConfigError
@@ -55,7 +57,48 @@ from rcs.utils.distributed import gather_batch
 BRANCHES = ("normal", "pgd", "pgd_ce")
 
 
-@register_method("advcl")
+@dataclass
+class AdvclSettings:
+    """``train.advcl``: AdvCL's pseudo-label clustering, loss weights and views."""
+
+    clusters: list[int] = field(default_factory=lambda: [2, 10, 50, 100, 500])
+    """k-means cluster counts, one pseudo-label head each (capped at the dataset size)."""
+    ce_weight: float = 0.2
+    """Weight of the pseudo-label cross-entropy term."""
+    base_temperature: float = 0.07
+    """SupCon base temperature (the contrastive loss is scaled by T / T_base = 7.14)."""
+    radius: float = 8.0
+    """FFT high-pass radius r: frequencies closer than r to the centre are removed."""
+    attack_mode: str = "train"
+    """Attack BN mode: train (published: batch statistics; the attack forwards update the
+    running statistics) | eval (running statistics, frozen, like ACL)."""
+    pseudo_every: int = 100
+    """Recompute the pseudo-labels from the current model every N epochs (0 = only once, at the
+    start). Ignored with pseudo_checkpoint (computed once from that model)."""
+    pseudo_checkpoint: str = ""
+    """An rcs pretraining checkpoint whose encoder gives the k-means features (e.g. a standard
+    contrastive model, as the published ImageNet-feature clusters); empty = the current model."""
+    pseudo_branch: str = "normal"
+    """BN branch of the encoder whose features are clustered."""
+    kmeans_iters: int = 20
+    """FAISS k-means iterations (seeded by the run seed: deterministic)."""
+    weak_padding: int = 4
+    """Weak view = random crop with this zero padding + horizontal flip."""
+
+    def validate(self) -> None:
+        check(len(self.clusters) > 0 and all(k >= 2 for k in self.clusters),
+              f"train.advcl.clusters={self.clusters} must be a non-empty list of cluster "
+              "counts >= 2 (published [2, 10, 50, 100, 500])")
+        check(self.ce_weight >= 0, "train.advcl.ce_weight must be >= 0")
+        check(self.base_temperature > 0, "train.advcl.base_temperature must be > 0")
+        check(self.radius >= 0, "train.advcl.radius must be >= 0")
+        check_in("train.advcl.attack_mode", self.attack_mode, ("train", "eval"))
+        check(self.pseudo_every >= 0, "train.advcl.pseudo_every must be >= 0")
+        check(self.kmeans_iters > 0, "train.advcl.kmeans_iters must be > 0")
+        check(self.weak_padding >= 0, "train.advcl.weak_padding must be >= 0")
+
+
+@register_method("advcl", settings=AdvclSettings)
 class AdvCL(Method):
     name = "advcl"
 
@@ -77,13 +120,13 @@ class AdvCL(Method):
     # ------------------------------------------------------------------ trainer hooks
     def setup(self, ctx: RunContext) -> dict[str, torch.nn.Module]:
         self.ctx = ctx
-        self.counts = effective_counts(self.cfg.train.advcl_clusters, len(ctx.dataset))
+        self.counts = effective_counts(self.cfg.train.advcl.clusters, len(ctx.dataset))
         self.heads = PseudoHeads(ctx.model.feature_dim, self.counts)
         return {"pseudo_heads": self.heads}
 
     def on_epoch_start(self, epoch: int, augment) -> dict[str, float]:
         t = self.cfg.train
-        every = 0 if t.advcl_pseudo_checkpoint else t.advcl_pseudo_every
+        every = 0 if t.advcl.pseudo_checkpoint else t.advcl.pseudo_every
         due = self.labels is None or (every > 0 and (epoch - 1) % every == 0
                                       and self.labels_epoch != epoch)
         if not due:
@@ -101,14 +144,14 @@ class AdvCL(Method):
         distributed = env is not None and env.enabled and torch.distributed.is_initialized()
         labels = None
         if not distributed or env.is_main:
-            if t.advcl_pseudo_checkpoint:
-                model, branch = checkpoint_encoder(t.advcl_pseudo_checkpoint, ctx.device,
-                                                   t.advcl_pseudo_branch)
+            if t.advcl.pseudo_checkpoint:
+                model, branch = checkpoint_encoder(t.advcl.pseudo_checkpoint, ctx.device,
+                                                   t.advcl.pseudo_branch)
             else:
-                model, branch = ctx.model, t.advcl_pseudo_branch
+                model, branch = ctx.model, t.advcl.pseudo_branch
             feats = encoder_features(model, ctx.dataset, branch, ctx.device, t.batch_size)
             labels = torch.from_numpy(pseudo_labels(feats, self.counts, self.cfg.seed,
-                                                    t.advcl_kmeans_iters))
+                                                    t.advcl.kmeans_iters))
         if distributed:
             shape = (len(self.counts), len(ctx.dataset))
             buf = (labels if labels is not None else torch.empty(shape, dtype=torch.int64))
@@ -146,13 +189,13 @@ class AdvCL(Method):
             x, idx = x.repeat(2, 1, 1, 1), idx.repeat(2)
         y_pseudo = self.labels[:, idx].to(x.device)  # [G, B]
         t1, t2 = augment(x, generator=generator), augment(x, generator=generator)
-        org = crop_flip(to_float(x), t.advcl_weak_padding, generator=generator)
-        hfc = high_pass(org, t.advcl_radius)
+        org = crop_flip(to_float(x), t.advcl.weak_padding, generator=generator)
+        hfc = high_pass(org, t.advcl.radius)
         if t.channels_last and t1.is_cuda:
             t1, t2, org, hfc = (v.contiguous(memory_format=torch.channels_last)
                                 for v in (t1, t2, org, hfc))
         heads = self.heads
-        eval_mode = t.advcl_attack_mode == "eval"
+        eval_mode = t.advcl.attack_mode == "eval"
         frozen = [model, heads] if eval_mode else None
         mode = attack_mode(frozen) if eval_mode else contextlib.nullcontext()
         with mode, torch.no_grad():
@@ -160,7 +203,7 @@ class AdvCL(Method):
 
         def cl_objective(xa: torch.Tensor) -> torch.Tensor:
             return supcon_loss([model(xa, "pgd"), *z_fixed], t.temperature,
-                               t.advcl_base_temperature)
+                               t.advcl.base_temperature)
 
         def ce_objective(xa: torch.Tensor) -> torch.Tensor:
             logits = heads(model.features(xa, "pgd_ce"))
@@ -175,7 +218,7 @@ class AdvCL(Method):
             (x_cl, "pgd", "proj"), (t1, "normal", "proj"), (t2, "normal", "proj"),
             (hfc, "normal", "proj"), (x_ce, "pgd_ce", "features:pseudo_heads")])
         views = [gather_batch(z) for z in (z_cl, z1, z2, zh)]  # global negatives under DDP
-        l_cl = supcon_loss(views, t.temperature, t.advcl_base_temperature)
+        l_cl = supcon_loss(views, t.temperature, t.advcl.base_temperature)
         l_ce = pseudo_label_ce(logits, y_pseudo)
-        loss = l_cl + t.advcl_ce_weight * l_ce
+        loss = l_cl + t.advcl.ce_weight * l_ce
         return StepOutput(loss, {"supcon": float(l_cl.detach()), "pseudo_ce": float(l_ce.detach())})

@@ -20,15 +20,15 @@ Hooks the trainer calls, in order (all optional; the defaults do nothing):
   run done, in the lr schedule's unit (epochs done / epochs, or samples seen / planned).
 
 ``embedding_loss(outputs)`` (optional) gives the method's loss from its training forward's
-outputs; the layer-wise contrastive option (``train.layerwise_stages``) needs it.
+outputs; the layer-wise contrastive option (``train.layerwise.stages``) needs it.
 
-With ``train.tikhonov_lambda > 0``, :func:`build_method` wraps the method in
-:class:`TikhonovPenalty`, which adds the input-gradient penalty to its loss.
+A method's own settings are a dataclass registered with it (``register_method(name,
+settings=...)``): the config section ``train.<name>``. The registry
+(:mod:`rcs.methods.registry`) lists the built-in method files and builds methods.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rcs.config.sections import register_section
 from rcs.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -154,7 +155,7 @@ class Method:
         """The method's loss as a function of the outputs of its training forward (one
         ``forward`` call per step; outputs in call order). Methods that define it (and compute
         their step's loss with it) work with the layer-wise contrastive option
-        (``train.layerwise_stages``), which applies it to each chosen stage's projections."""
+        (``train.layerwise.stages``), which applies it to each chosen stage's projections."""
         raise NotImplementedError(f"method {self.name} does not define embedding_loss")
 
 
@@ -197,71 +198,30 @@ def has_embedding_loss(method: Method) -> bool:
 
 
 METHODS: dict[str, Callable[[RunConfig], Method]] = {}
-
-SELECTION_LOSSES = ("acl", "air", "sat")
-"""Per-sample selection losses (``rcs.selection.per_sample.Objective`` kinds): ACL's dual-stream
-NT-Xent, AIR (ACL + SIR + AIR regularisers), SAT (cross-entropy on the classifier)."""
+"""Registered methods, name -> class; filled by :func:`register_method` as the method files
+are imported (:func:`rcs.methods.registry.load_methods` imports the built-in ones)."""
 
 
-def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
+def register_method(name: str, settings: type | None = None
+                    ) -> Callable[[type[Method]], type[Method]]:
+    """Class decorator adding a method to :data:`METHODS` under ``name``; ``settings`` (a
+    dataclass) becomes its config section ``train.<name>`` (:func:`register_settings`)."""
     def deco(cls: type[Method]) -> type[Method]:
         METHODS[name] = cls
+        if settings is not None:
+            register_settings(name, settings)
         return cls
 
     return deco
 
 
-_BUILTIN = ("acl", "dynacl", "air", "sat", "advcl", "rocl", "byorl", "tikhonov", "clae",
-            "ifm", "hcl", "mochi", "aacl", "arocl", "adco", "caco", "rush")  # registering modules
-
-
-def method_names() -> list[str]:
-    """Every registered method (the built-in ones and any registered by user code)."""
-    for mod in _BUILTIN:
-        importlib.import_module(f"rcs.methods.{mod}")
-    return sorted(METHODS)
-
-
-def build_method(name: str, cfg: RunConfig) -> Method:
-    """The method ``name``; wrapped in :class:`rcs.methods.layerwise.LayerwiseContrastive`
-    when ``train.layerwise_stages`` is set, then in :class:`TikhonovPenalty` when
-    ``train.tikhonov_lambda > 0`` (the ``tikhonov`` method is that wrapper around plain NT-Xent
-    and requires it)."""
-    names = method_names()
-    if name not in METHODS:
-        raise ConfigError(f"unknown train.method '{name}'; available: {', '.join(names)}")
-    method = METHODS[name](cfg)
-    if list(getattr(cfg.train, "layerwise_stages", [])):
-        from rcs.methods.layerwise import LayerwiseContrastive
-
-        method = LayerwiseContrastive(method)
-    lam = float(getattr(cfg.train, "tikhonov_lambda", 0.0))
-    if name == "tikhonov" and lam <= 0:
-        raise ConfigError("train.method=tikhonov needs train.tikhonov_lambda > 0 (the published "
-                          "values are 0.1, 1 and 10), e.g. --set train.tikhonov_lambda=1")
-    if lam > 0:
-        from rcs.methods.tikhonov import TikhonovPenalty
-
-        method = TikhonovPenalty(method, lam)
-    return method
-
-
-def selection_loss_of(method: str) -> str:
-    """The selection loss of registered method ``method`` (its :meth:`Method.selection_loss`):
-    the one source every selector resolves its per-sample objective from."""
-    names = method_names()
-    if method not in METHODS:
-        raise ConfigError(f"unknown train.method '{method}' (selection needs its selection "
-                          f"loss); available: {', '.join(names)}")
-    try:
-        kind = METHODS[method].selection_loss()  # type: ignore[attr-defined]
-    except TypeError as e:
-        raise ConfigError(f"method '{method}': selection_loss must be a classmethod (selectors "
-                          f"ask it by method name): {e}") from e
-    if kind not in SELECTION_LOSSES:
-        raise ConfigError(f"method '{method}' selects with '{kind}', which is not one of "
-                          f"{', '.join(SELECTION_LOSSES)}")
-    return kind
+def register_settings(name: str, settings: type, old_keys: dict[str, str] | None = None) -> type:
+    """Make dataclass ``settings`` the config section ``train.<name>``: its fields (defaults and
+    docstrings) become the keys ``train.<name>.<field>`` of YAML, ``--set`` and ``rcs config
+    keys``; its ``validate()`` (optional) runs with the config's. The flat keys it replaced
+    (default ``<name>_<field>``; else ``old_keys``: flat key -> field) are refused with the new
+    name. Used for settings several methods share (``train.air``, ``train.memory``)."""
+    return register_section("train", name, settings, old_keys)
 
 
 def interleave(v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from rcs.attacks import pgd
+from rcs.config.checks import check
 from rcs.losses import byol_loss
 from rcs.methods.base import (
     Method,
@@ -58,7 +60,22 @@ def ema_update(target: nn.Module, online: nn.Module, tau: float) -> None:
         bt.copy_(bo)
 
 
-@register_method("byorl")
+@dataclass
+class ByorlSettings:
+    """``train.byorl``: BYORL's target EMA and predictor."""
+
+    tau: float = 0.996
+    """Base EMA rate of the target network, τ = 1 - (1 - τ_base)(cos(π p) + 1)/2 at run progress
+    p (the share of the run done, in train.lr_schedule's unit), as in BYOL."""
+    pred_hidden: int = 0
+    """Hidden width of the predictor (0 = that of the projector head)."""
+
+    def validate(self) -> None:
+        check(0.0 <= self.tau <= 1.0, "train.byorl.tau must be in [0, 1]")
+        check(self.pred_hidden >= 0, "train.byorl.pred_hidden must be >= 0")
+
+
+@register_method("byorl", settings=ByorlSettings)
 class BYORL(Method):
     name = "byorl"
 
@@ -68,7 +85,7 @@ class BYORL(Method):
         self.online: nn.Module | None = None
         self.target: nn.Module | None = None
         self.predictor: nn.Module | None = None
-        self.tau = cfg.train.byorl_tau
+        self.tau = cfg.train.byorl.tau
 
     def setup(self, ctx: RunContext) -> dict[str, nn.Module]:
         model = ctx.model
@@ -77,7 +94,7 @@ class BYORL(Method):
 
             raise ConfigError("train.method=byorl needs a projector head (model.head: byol)")
         d = int(model.out_dim)
-        hidden = self.cfg.train.byorl_pred_hidden or self.cfg.model.head_hidden or None
+        hidden = self.cfg.train.byorl.pred_hidden or self.cfg.model.head_hidden or None
         self.online = model
         self.predictor = BYOLHead(d, d, plain_bn, hidden=hidden)
         self.target = copy.deepcopy(model).requires_grad_(False)
@@ -101,5 +118,5 @@ class BYORL(Method):
         return StepOutput(loss, {"tau": self.tau})
 
     def after_step(self, progress: float) -> None:
-        self.tau = ema_rate(progress, self.cfg.train.byorl_tau)
+        self.tau = ema_rate(progress, self.cfg.train.byorl.tau)
         ema_update(self.target, self.online, self.tau)

@@ -1,7 +1,7 @@
 """CaCo (Wang et al., 2022): cooperative positives and adversarial negatives, both learnable.
 
-Like AdCo (``rcs.methods.adco``: single BN, momentum key encoder at ``train.key_momentum``,
-bank of K = ``train.memory_size`` entries started from encoded images, its own momentum SGD),
+Like AdCo (``rcs.methods.adco``: single BN, momentum key encoder at ``train.memory.key_momentum``,
+bank of K = ``train.memory.size`` entries started from encoded images, its own momentum SGD),
 but the logits are the bank only and the positive is learnable too. Symmetrised over the two
 views (queries of one view, keys of the other)::
 
@@ -9,7 +9,7 @@ views (queries of one view, keys of the other)::
     L = CE(<q̂_1, b̂>/t, π_1) + CE(<q̂_2, b̂>/t, π_2)                 (t = 0.08; a sum, as published)
 
 After the optimiser step the bank moves along ``U_1 + U_2`` (``rcs.losses.caco_memory_direction``
-at τ_m = ``train.memory_temperature``, 0.08): descent of the loss on each query's positive
+at τ_m = ``train.memory.temperature``, 0.08): descent of the loss on each query's positive
 entry (cooperative), ascent on every other entry (adversarial); published lr 3, momentum 0.9,
 no weight decay. The published predictor head on the queries and the memory-lr warm-up are not
 reproduced (README, "choices").
@@ -44,5 +44,5 @@ class CaCo(MemoryMethod):
 
     def memory_direction(self, q1: torch.Tensor, p1: torch.Tensor, q2: torch.Tensor,
                          p2: torch.Tensor) -> torch.Tensor:
-        tm, bank = self.cfg.train.memory_temperature, self.memory.bank
+        tm, bank = self.cfg.train.memory.temperature, self.memory.bank
         return caco_memory_direction(q1, bank, p1, tm) + caco_memory_direction(q2, bank, p2, tm)

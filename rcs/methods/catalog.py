@@ -22,7 +22,7 @@ CATALOG: dict[str, tuple[str, str]] = {
               "BYOL (predictor, EMA target) on PGD examples of the BYOL loss, single BN"),
     "tikhonov": ("double back-propagation, Drucker & LeCun 1992, on the contrastive loss",
                  "NT-Xent + (λ/2) Σ_k (‖∇_{x̃_2k-1} L‖² + ‖∇_{x̃_2k} L‖²)/2, no attack; "
-                 "train.tikhonov_lambda > 0 adds the penalty to any method"),
+                 "train.tikhonov.lam > 0 adds the penalty to any method"),
     "clae": ("Ho & Vasconcelos, NeurIPS 2020",
              "NTX(t1, t2) + α NTX(t1, FGSM/PGD(t1)) on the pair's NT-Xent, dual BN"),
     "ifm": ("Robinson et al., NeurIPS 2021",
@@ -47,7 +47,7 @@ CATALOG: dict[str, tuple[str, str]] = {
 }
 
 
-LAYERWISE_HELP = ("train.layerwise_stages=[k,...] with train.layerwise_weights=[α_k,...] adds the "
+LAYERWISE_HELP = ("train.layerwise.stages=[k,...] with train.layerwise.weights=[α_k,...] adds the "
                   "layer-wise contrastive loss Σ_k α_k L_k (the method's loss on stage-k "
                   "projections) to any method with an embedding loss")
 

@@ -16,15 +16,29 @@ Needs ``model.bn_names`` to contain ``normal`` and ``pgd`` (the default). Fine-t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from rcs.attacks import attack_mode, pgd
+from rcs.config.checks import check
 from rcs.losses import clae_loss, nt_xent, pair_rows
 from rcs.methods.base import Method, StepOutput, at_least_two, register_method, two_views
 from rcs.utils.distributed import gather_batch
 
 
-@register_method("clae")
+@dataclass
+class ClaeSettings:
+    """``train.clae``: CLAE's loss weight."""
+
+    alpha: float = 1.0
+    """Weight of the adversarial pair term, L = NTX(t1, t2) + alpha NTX(t1, adv)."""
+
+    def validate(self) -> None:
+        check(self.alpha >= 0, "train.clae.alpha must be >= 0")
+
+
+@register_method("clae", settings=ClaeSettings)
 class CLAE(Method):
     name = "clae"
 
@@ -45,4 +59,4 @@ class CLAE(Method):
     def embedding_loss(self, outputs: list[torch.Tensor]) -> torch.Tensor:
         z1, z2 = outputs[0].chunk(2)
         z1, z2, za = (gather_batch(z) for z in (z1, z2, outputs[1]))  # global negatives
-        return clae_loss(z1, z2, za, self.cfg.train.temperature, self.cfg.train.clae_alpha)
+        return clae_loss(z1, z2, za, self.cfg.train.temperature, self.cfg.train.clae.alpha)

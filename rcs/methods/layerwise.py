@@ -1,6 +1,6 @@
 """Layer-wise contrastive loss: the method's own loss, also on chosen encoder stages.
 
-With ``train.layerwise_stages = [k, ...]`` and ``train.layerwise_weights = [α_k, ...]``,
+With ``train.layerwise.stages = [k, ...]`` and ``train.layerwise.weights = [α_k, ...]``,
 :func:`rcs.methods.base.build_method` wraps the method in :class:`LayerwiseContrastive`::
 
     L = L_method + Σ_k α_k L_method(g_k(pool(stage_k)))
@@ -19,12 +19,14 @@ bank living in the final embedding space, SAT) are refused with a ConfigError.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from rcs.config.checks import check
 from rcs.data import to_float
 from rcs.errors import ConfigError
 from rcs.methods.base import (
@@ -33,9 +35,33 @@ from rcs.methods.base import (
     RunContext,
     StepOutput,
     has_embedding_loss,
+    register_settings,
 )
 
 __all__ = ["LayerwiseContrastive", "stage_head"]
+
+
+@dataclass
+class LayerwiseSettings:
+    """``train.layerwise``: the layer-wise contrastive loss any method with an embedding loss can
+    add (:class:`LayerwiseContrastive`)."""
+
+    stages: list[int] = field(default_factory=list)
+    """Encoder stages k (1-based) whose pooled output gets its own projection head and
+    contrastive loss L_k; L = L_method + Σ_k α_k L_k. Empty = off."""
+    weights: list[float] = field(default_factory=list)
+    """α_k, one per entry of stages."""
+
+    def validate(self) -> None:
+        check(len(self.weights) == len(self.stages),
+              f"train.layerwise.weights={self.weights} needs one weight per entry of "
+              f"train.layerwise.stages={self.stages}")
+        check(all(k >= 1 for k in self.stages) and len(set(self.stages)) == len(self.stages),
+              f"train.layerwise.stages={self.stages} must be distinct 1-based stage numbers "
+              "(e.g. [2, 3])")
+
+
+register_settings("layerwise", LayerwiseSettings)
 
 
 def stage_head(channels: int, out_dim: int) -> nn.Module:
@@ -67,16 +93,16 @@ class LayerwiseContrastive(MethodWrapper):
     def __init__(self, inner: Method):
         super().__init__(inner)
         t = self.cfg.train
-        self.stages = [int(k) for k in t.layerwise_stages]
-        self.weights = [float(a) for a in t.layerwise_weights]
+        self.stages = [int(k) for k in t.layerwise.stages]
+        self.weights = [float(a) for a in t.layerwise.weights]
         if len(self.weights) != len(self.stages):
-            raise ConfigError("train.layerwise_weights needs one weight per entry of "
-                              "train.layerwise_stages")
+            raise ConfigError("train.layerwise.weights needs one weight per entry of "
+                              "train.layerwise.stages")
         if not has_embedding_loss(inner):
             raise ConfigError(
                 f"train.method={inner.name} has no embedding_loss, so the layer-wise contrastive "
                 "loss cannot be applied to it; use it with acl, dynacl, air, rocl, tikhonov, "
-                "clae, ifm, hcl, mochi, aacl, arocl or rush, or set train.layerwise_stages=[]")
+                "clae, ifm, hcl, mochi, aacl, arocl or rush, or set train.layerwise.stages=[]")
         self._capture: list[tuple[int, torch.Tensor]] | None = None
         self.heads: nn.ModuleDict | None = None
 
@@ -87,7 +113,7 @@ class LayerwiseContrastive(MethodWrapper):
         names = list(getattr(encoder, "stage_names", []))
         bad = [k for k in self.stages if k > len(names)]
         if not names or bad:
-            raise ConfigError(f"train.layerwise_stages={self.stages}: the encoder has "
+            raise ConfigError(f"train.layerwise.stages={self.stages}: the encoder has "
                               f"{len(names)} stages ({names}); choose stages in 1..{len(names)}")
         channels = self._stage_channels(ctx, [names[k - 1] for k in self.stages])
         out_dim = int(ctx.model.out_dim)

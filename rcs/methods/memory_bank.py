@@ -60,9 +60,9 @@ def initial_keys(encoder: nn.Module, dataset, size: int, bn: str, device: torch.
     replacement), in eval mode: the published memory banks start from encoded images."""
     n = len(dataset)
     if size > n:
-        raise ConfigError(f"train.memory_size={size} is larger than the {n} training images "
+        raise ConfigError(f"train.memory.size={size} is larger than the {n} training images "
                           f"{method} can initialise its memory bank from; set "
-                          f"train.memory_size <= {n} (e.g. --set train.memory_size={n})")
+                          f"train.memory.size <= {n} (e.g. --set train.memory.size={n})")
     idx = np.random.default_rng(seed).permutation(n)[:size]
     was = encoder.training
     encoder.eval()

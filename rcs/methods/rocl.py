@@ -16,15 +16,32 @@ The regulariser reuses the embeddings of that forward.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 
 from rcs.attacks import attack_mode, pgd
+from rcs.config.checks import check
 from rcs.losses import rocl_nt_xent
 from rcs.methods.base import Method, StepOutput, register_method, single_branch
 from rcs.utils.distributed import gather_batch
 
 
-@register_method("rocl")
+@dataclass
+class RoclSettings:
+    """``train.rocl``: RoCL's loss weights (methods rocl and arocl)."""
+
+    lam: float = 256.0
+    """λ: the adversarial pair term NTX(adv, t2) is weighted 1 / λ."""
+
+    OLD_KEYS: ClassVar[dict[str, str]] = {"rocl_lambda": "lam"}
+
+    def validate(self) -> None:
+        check(self.lam > 0, "train.rocl.lam must be > 0")
+
+
+@register_method("rocl", settings=RoclSettings)
 class RoCL(Method):
     name = "rocl"
 
@@ -48,7 +65,7 @@ class RoCL(Method):
                     start_clamp=True)
         outs = forward([(torch.cat([t1, t2, x_adv]), self.bn, "proj")])
         main, reg = self.terms(outs)
-        loss = main + reg / t.rocl_lambda
+        loss = main + reg / t.rocl.lam
         return StepOutput(loss, {"ntx3": float(main.detach()), "adv_pair": float(reg.detach())})
 
     def terms(self, outputs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,4 +76,4 @@ class RoCL(Method):
 
     def embedding_loss(self, outputs: list[torch.Tensor]) -> torch.Tensor:
         main, reg = self.terms(outputs)
-        return main + reg / self.cfg.train.rocl_lambda
+        return main + reg / self.cfg.train.rocl.lam

@@ -6,7 +6,7 @@ plus the penalty of ``rcs.losses.tikhonov``, by double back-propagation::
     L_T = NTX(z) + (lambda / 2) sum_k (||grad_{x~_2k-1} NTX||^2 + ||grad_{x~_2k} NTX||^2) / 2
 
 :class:`TikhonovPenalty` is the wrapper :func:`rcs.methods.base.build_method` puts around any
-method when ``train.tikhonov_lambda > 0``: it hands the method a ``forward`` that records every
+method when ``train.tikhonov.lam > 0``: it hands the method a ``forward`` that records every
 image batch the method feeds the network (as leaves that require grad), and adds
 ``(lambda/4) sum_rows ||grad_row L||^2`` over all of them (clean and adversarial views alike) to
 the method's loss. Everything else (hooks, state, extra modules) is the wrapped method's.
@@ -18,11 +18,13 @@ refused at start.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from rcs.config.checks import check
 from rcs.errors import ConfigError
 from rcs.losses import input_gradient_penalty, nt_xent
 from rcs.methods.base import (
@@ -36,7 +38,22 @@ from rcs.methods.base import (
 from rcs.utils.distributed import gather_batch
 
 
-@register_method("tikhonov")
+@dataclass
+class TikhonovSettings:
+    """``train.tikhonov``: the contrastive Tikhonov (input-gradient) penalty, for any method."""
+
+    lam: float = 0.0
+    """Penalty weight λ: L + (λ/2) Σ_k (‖∇_{x̃_2k-1} L‖² + ‖∇_{x̃_2k} L‖²)/2 by double
+    back-propagation. 0 = off; > 0 adds it to any method's loss (over every image the method's
+    forward sees); method tikhonov needs it (published values 0.1, 1, 10)."""
+
+    OLD_KEYS: ClassVar[dict[str, str]] = {"tikhonov_lambda": "lam"}
+
+    def validate(self) -> None:
+        check(self.lam >= 0, "train.tikhonov.lam must be >= 0 (0 = off)")
+
+
+@register_method("tikhonov", settings=TikhonovSettings)
 class Tikhonov(Method):
     """NT-Xent of two clean views; the penalty comes from :class:`TikhonovPenalty`."""
 
@@ -79,11 +96,11 @@ class TikhonovPenalty(MethodWrapper):
         self.lam = float(lam)
         d = torch.distributed
         if d.is_available() and d.is_initialized() and d.get_world_size() > 1:
-            raise ConfigError("train.tikhonov_lambda > 0 runs in one process only (the penalty "
+            raise ConfigError("train.tikhonov.lam > 0 runs in one process only (the penalty "
                               "differentiates through the cross-rank gather twice); run without "
-                              "torchrun / DDP or set train.tikhonov_lambda=0")
+                              "torchrun / DDP or set train.tikhonov.lam=0")
         if self.cfg.train.compile:
-            raise ConfigError("train.tikhonov_lambda > 0 needs double backward, which "
+            raise ConfigError("train.tikhonov.lam > 0 needs double backward, which "
                               "torch.compile does not support; set train.compile=false")
 
     def step(self, forward, model, x, y, augment, generator) -> StepOutput:

@@ -15,8 +15,16 @@ from rcs.models.export import (
     single_bn_state_dict,
 )
 from rcs.models.external import ExternalEncoder
-from rcs.models.heads import HEADS, ACLHead, AdvCLHead, BYOLHead, MLP2Head, RoCLHead
-from rcs.models.model import ARCHS, RobustModel, build_encoder, build_model, register_arch
+from rcs.models.heads import HEADS, ACLHead, AdvCLHead, BYOLHead, MLP2Head, RoCLHead, register_head
+from rcs.models.model import (
+    ARCHS,
+    RobustModel,
+    build_encoder,
+    build_model,
+    check_arch,
+    check_head,
+    register_arch,
+)
 from rcs.models.multibn import (
     MultiBatchNorm,
     NormFactory,
@@ -42,5 +50,6 @@ __all__ = [
     "branch", "build_encoder", "build_exported", "build_model", "build_normalize",
     "convert_multibn", "export_classifier", "export_encoder", "export_meta",
     "load_exported", "load_state_dict_strict", "multi_bn", "multi_bn_layers", "plain_bn",
-    "register_arch", "revert_multibn", "save_export", "set_branch", "single_bn_state_dict",
+    "check_arch", "check_head", "register_arch", "register_head", "revert_multibn",
+    "save_export", "set_branch", "single_bn_state_dict",
 ]

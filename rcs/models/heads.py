@@ -19,6 +19,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -112,4 +114,15 @@ class BYOLHead(nn.Module):
 
 HEADS: dict[str, type[nn.Module]] = {"acl3": ACLHead, "mlp2": MLP2Head, "advcl": AdvCLHead,
                                      "rocl": RoCLHead, "byol": BYOLHead}
-"""Head name (``model.head``) -> class ``(in_dim, out_dim, norm)``; ``none`` means no head."""
+"""Head name (``model.head``) -> class ``(in_dim, out_dim, norm, hidden=None)`` with an
+``out_dim`` attribute; ``none`` means no head. Add one with :func:`register_head`."""
+
+
+def register_head(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Class decorator adding a projection head to :data:`HEADS` under ``name``."""
+
+    def deco(cls: type[nn.Module]) -> type[nn.Module]:
+        HEADS[name] = cls
+        return cls
+
+    return deco

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 
 from torch import Tensor, nn
 
+from rcs.config.checks import check_name
 from rcs.config.schema import ModelConfig
 from rcs.errors import ConfigError
 from rcs.models.external import ExternalEncoder, build_factory_net, is_factory_path
@@ -127,15 +128,25 @@ def build_encoder(cfg: ModelConfig, norm: NormFactory | None = None) -> nn.Modul
     BatchNorms :func:`convert_multibn` turns into multi-BN (``norm=plain_bn``: left single-BN)."""
     from rcs.models.multibn import plain_bn
 
+    check_arch(cfg.arch)
     if cfg.arch in ARCHS:
         return ARCHS[cfg.arch](cfg, norm or multi_bn(cfg.bn_names))
-    if is_factory_path(cfg.arch):
-        net = build_factory_net(cfg.arch)
-        if norm is not plain_bn:
-            net = convert_multibn(net, cfg.bn_names)
-        return ExternalEncoder(net, cfg.normalize)
-    raise ConfigError(f"model.arch={cfg.arch!r} is not one of {', '.join(ARCHS)}, nor a "
-                      "factory by dotted path ('package.module:function')")
+    net = build_factory_net(cfg.arch)
+    if norm is not plain_bn:
+        net = convert_multibn(net, cfg.bn_names)
+    return ExternalEncoder(net, cfg.normalize)
+
+
+def check_arch(arch: str) -> None:
+    """ConfigError unless ``arch`` is a registered arch or a factory by dotted path."""
+    if arch not in ARCHS and not (is_factory_path(arch) and " " not in arch):
+        check_name("model.arch", arch, list(ARCHS),
+                   ", nor a factory by dotted path ('package.module:function')")
+
+
+def check_head(head: str) -> None:
+    """ConfigError unless ``head`` is a registered head or ``none``."""
+    check_name("model.head", head, [*HEADS, "none"])
 
 
 def build_model(cfg: ModelConfig, classifier: bool = False) -> RobustModel:
@@ -143,8 +154,7 @@ def build_model(cfg: ModelConfig, classifier: bool = False) -> RobustModel:
     cfg.num_classes)`` (SAT pretraining). ``cfg.head == 'none'`` gives ``model.head is None``.
     ``cfg.arch`` is a registered name or a factory by dotted path (any backbone: its
     BatchNorms become multi-BN, see :func:`rcs.models.convert_multibn`)."""
-    if cfg.head != "none" and cfg.head not in HEADS:
-        raise ConfigError(f"model.head={cfg.head!r} is not one of {', '.join(HEADS)}, none")
+    check_head(cfg.head)
     norm = multi_bn(cfg.bn_names)
     encoder = build_encoder(cfg, norm)
     head = None

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from rcs.config import ModelConfig, RunConfig, from_dict, to_dict
+from rcs.config.sections import upgrade_saved_config
 from rcs.errors import CheckpointError
 from rcs.models import Classifier, RobustModel, build_model, export_classifier
 from rcs.utils.checkpoint_io import load_checkpoint, load_state_dict_strict, save_checkpoint
@@ -61,7 +62,7 @@ def _config_from_json(text: str | None, path: Path) -> RunConfig:
     if not text:
         raise CheckpointError(f"checkpoint '{path}' holds no config (config_json); it was not "
                               "written by `rcs train`")
-    return from_dict(RunConfig, json.loads(text))
+    return from_dict(RunConfig, upgrade_saved_config(json.loads(text)))
 
 
 def load_pretrained(path: str | Path) -> Pretrained:

@@ -25,7 +25,7 @@ from rcs.config.schema import (
     resolve_candidate_batch,
 )
 from rcs.errors import ConfigError
-from rcs.methods.base import selection_loss_of
+from rcs.methods.registry import selection_loss_of
 from rcs.selection.api import make_objective
 from rcs.selection.per_sample import Objective
 
@@ -112,7 +112,7 @@ class SelectorSettings:
         sc.validate()
         if sc.train_attack_steps < 0:
             raise ConfigError("selection.train_attack_steps must be >= 0")
-        air = tuple(given.get(k, getattr(tr, k)) for k in AIR_KEYS)
+        air = tuple(given.get(k, getattr(tr.air, k[len("air_"):])) for k in AIR_KEYS)
         s = cls(selection=sc, method=tr.method, temperature=tr.temperature, eps=tr.attack.eps,
                 amp=tr.amp, air=air, branch=ft.branch)  # type: ignore[arg-type]
         for k, v in given.items():

@@ -18,7 +18,16 @@ from rcs.utils.atomic import atomic_write_text
 def to_dict(obj: Any) -> Any:
     """A dataclass (nested ones too) as a plain dict, tuples as lists: ready for YAML or JSON."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(obj):  # a "sections" field's entries are written inline
+            value = to_dict(getattr(obj, f.name))
+            if f.metadata.get("sections"):
+                out.update(value)
+            else:
+                out[f.name] = value
+        return out
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [to_dict(x) for x in obj]
     return obj

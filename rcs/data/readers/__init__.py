@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from rcs.config.checks import check_name
 from rcs.config.schema import DataConfig
 from rcs.data.dataset import ImageDataset
 from rcs.data.readers.cifar import read_cifar
@@ -29,7 +30,23 @@ READERS: dict[str, Reader] = {
     "folder": lambda c, s: read_folder(c.root, s, c.image_size, c.cache_dir),
     "synthetic": lambda c, s: read_synthetic(c.synthetic_size, c.image_size, c.num_classes, s),
 }
-"""``data.name`` -> reader(cfg, split)."""
+"""``data.name`` -> reader(cfg, split). Add one with :func:`register_reader`."""
 
-__all__ = ["READERS", "Reader", "make_synthetic", "read_cifar", "read_folder",
-           "read_imagenet32", "read_npz", "read_stl10", "read_synthetic"]
+
+def register_reader(name: str) -> Callable[[Reader], Reader]:
+    """Decorator adding a dataset reader ``reader(cfg, split) -> ImageDataset`` to
+    :data:`READERS` under ``name`` (then ``data.name: <name>`` reads with it)."""
+
+    def deco(fn: Reader) -> Reader:
+        READERS[name] = fn
+        return fn
+
+    return deco
+
+
+def check_reader(name: str) -> None:
+    """ConfigError unless ``name`` is a registered reader (the closest one named)."""
+    check_name("data.name", name, list(READERS))
+
+__all__ = ["READERS", "Reader", "check_reader", "make_synthetic", "read_cifar", "read_folder",
+           "read_imagenet32", "read_npz", "read_stl10", "read_synthetic", "register_reader"]
