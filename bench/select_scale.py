@@ -8,7 +8,8 @@ has the shape of the real one (``q ← q − η·H·mean(g_picks)`` with a fixed
 
 Reports the store size, the write time, the time of each round, the selection time (greedy
 only) and the peak RSS of the process (``ru_maxrss``, which covers the write phase as well).
-Target (DESIGN.md §5): 1.28M x 1024, k = 0.05, 20 rounds: <= 60 s and <= 6 GB on a 2-core CPU.
+Target (PUBLISHED_METHODS.md D5): 1.28M x 1024, k = 0.05, 20 rounds: <= 60 s and <= 6 GB on a
+2-core CPU.
 
 Each round streams the whole store (it is read with ``readinto`` into one reused buffer, so the
 RSS stays near 0.4 GB; the file lives in the OS page cache, which is not process memory). As in

@@ -1,6 +1,6 @@
 """rcs: robustness-aware coreset selection (RCS) for fast adversarial contrastive learning.
 
-Library API (DESIGN.md 4.4)::
+Library API (PUBLISHED_METHODS.md D4.4)::
 
     selector = rcs.RCSSelector(encoder=lambda x, bn: model.features(x, bn), head=model.head,
                                fraction=0.2)

@@ -222,7 +222,7 @@ def data() -> tuple:
 
 # ------------------------------------------------------------------------ loss references
 def golden_inputs() -> list[np.ndarray]:
-    """acl_family.md §8: zi, zj, zo, zi_adv, zj_adv = round(N(0, 1) [4, 8], 3), seed 0."""
+    """PUBLISHED_METHODS.md A8: zi, zj, zo, zi_adv, zj_adv = round(N(0, 1) [4, 8], 3), seed 0."""
     rng = np.random.default_rng(0)
     return [np.round(rng.standard_normal((4, 8)), 3) for _ in range(5)]
 

@@ -63,7 +63,7 @@ def _unit(a: np.ndarray) -> np.ndarray:
 
 
 def ref_air(zi, zj, zo, zia, zja, t, faithful):
-    """AIR's SIR and AIR terms with loops (acl_family.md §3.2)."""
+    """AIR's SIR and AIR terms with loops (PUBLISHED_METHODS.md A3.2)."""
     zi, zj, zo, zia, zja = ([_unit(r) for r in a] for a in (zi, zj, zo, zia, zja))
     n = len(zi)
 

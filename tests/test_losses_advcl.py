@@ -1,5 +1,5 @@
 """AdvCL's losses (SupCon over the views, pseudo-label CE) vs independent float64 loops and
-the golden values of acl_family.md §8."""
+the golden values of PUBLISHED_METHODS.md A8."""
 
 from __future__ import annotations
 

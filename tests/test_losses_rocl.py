@@ -1,4 +1,4 @@
-"""RoCL's loss vs an independent float64 loop and the golden values of acl_family.md §8; its
+"""RoCL's loss vs an independent float64 loop and the golden values of PUBLISHED_METHODS.md A8; its
 key side is detached."""
 
 from __future__ import annotations

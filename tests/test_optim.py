@@ -23,7 +23,7 @@ from rcs.train.schedule import (
 
 
 def hand_lars(ws, grads_per_step, lr, m=0.9, wd=1e-6, eta=1e-3):
-    """Reference LARS (acl_family.md §0.5) on numpy float64 arrays; returns the weights."""
+    """Reference LARS (PUBLISHED_METHODS.md A0.5) on numpy float64 arrays; returns the weights."""
     ws = [w.copy() for w in ws]
     bufs = [np.zeros_like(w) for w in ws]
     for grads in grads_per_step:

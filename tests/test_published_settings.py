@@ -57,7 +57,8 @@ def test_rcs_selection_uses_the_configured_rd_start(model, data):
 
 
 def test_stl10_finetuning_rows():
-    """CIFAR-10 -> STL-10 (rcs_reference.md 3.1): SLF/ALF lr 0.1 at batch 512 for 96 px, lr 0.01
+    """CIFAR-10 -> STL-10 (PUBLISHED_METHODS.md R3.1): SLF/ALF lr 0.1 at batch 512 for 96 px, lr
+    0.01
     at batch 128 for 32 px; DynACL's AFF milestones 10,20 at 96 px; set values still win."""
     from rcs.config.schema import FinetuneConfig
     from rcs.finetune import resolve_mode

@@ -1,8 +1,9 @@
 """Typed configuration of every rcs job (dataclasses).
 
 Each section owns its defaults and validates itself in ``validate()``; ``RunConfig.validate``
-calls them all. Defaults follow the published CIFAR-10 ACL+RCS setting (see DESIGN.md and
-``shared/reference``); the tiny CPU configs in ``configs/`` override sizes only.
+calls them all. Defaults follow the published CIFAR-10 ACL+RCS setting (see
+``docs/PUBLISHED_METHODS.md`` R2.1 and D4.3); the tiny CPU configs in ``configs/`` override sizes
+only.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Clean accuracy and PGD accuracy of a classifier ([0, 1] NCHW input -> logits).
 
-PGD-20 as in the ACL / RobustSSL evaluation (``acl_family.md`` §1.3, §3.3)::
+PGD-20 as in the ACL / RobustSSL evaluation (``PUBLISHED_METHODS.md`` A1.3, A3.3)::
 
     x_adv = PGD(CE(model(.), y)): delta_0 ~ U(-eps, eps), 20 steps of alpha = 2/255,
             projected onto ||delta||_inf <= 8/255 and [0, 1]; the model in eval mode

@@ -8,7 +8,8 @@ Layout of the released archives (and what ``robustbench.data.load_cifar10c`` rea
 
 Severity ``s`` of a corruption is rows ``(s - 1) N ... s N - 1``; ``n_ex`` keeps the first
 ``n_ex`` of them (as RobustBench's ``n_examples``). Files are memory-mapped. Reported, as the
-RobustSSL code does (``acl_family.md`` §3.3): the accuracy of every (corruption, severity), the
+RobustSSL code does (``PUBLISHED_METHODS.md`` A3.3): the accuracy of every (corruption, severity),
+the
 mean over corruptions for each severity, and the overall mean (of the per-severity means).
 """
 

@@ -1,7 +1,8 @@
 """AFF: adversarial full fine-tuning with TRADES on the dual-BN network, then export.
 
-The whole pretrained encoder and a zero-initialised classifier are trained (``acl_family.md``
-§1.3, §3.3; ``trades_loss_dual`` of the AIR / RobustSSL code). With ``n`` = 'normal' and
+The whole pretrained encoder and a zero-initialised classifier are trained
+(``PUBLISHED_METHODS.md`` A1.3, A3.3; ``trades_loss_dual`` of the AIR / RobustSSL code). With ``n``
+= 'normal' and
 ``a`` = 'pgd' (``finetune.aff_dual_bn``; both 'pgd' otherwise) and ``x~ = crop_flip(x)``::
 
     attack (eval mode, parameters frozen):

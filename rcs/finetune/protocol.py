@@ -1,7 +1,7 @@
 """Published RobustSSL fine-tuning settings per pretraining method, and their resolution.
 
 The table is ``setup_hyperparameter`` of the AIR / RobustSSL-Benchmark fine-tuning code
-(``shared/reference/acl_family.md`` §3.3, ``rcs_reference.md`` §3.1), CIFAR-10. Every mode is
+(``PUBLISHED_METHODS.md`` A3.3, ``PUBLISHED_METHODS.md`` R3.1), CIFAR-10. Every mode is
 resolved on its own: the published scripts let a mode inherit the previous mode's epochs under
 ``--mode ALL`` (e.g. DynACL-AIR's ALF and AFF ran 5 epochs); here each mode gets its own row.
 
@@ -15,7 +15,7 @@ dynacl_air      SLF 5 ep; ALF 25 ep; lr 0.01        25 ep, milestones 15,20
 advcl           25 ep, lr 0.01, milestones 15,20    25 ep, milestones 15,20
 ==============  ==================================  =====================================
 
-Downstream dataset rows (``rcs_reference.md`` §3.1, ``setup_hyperparameter`` of the published
+Downstream dataset rows (``PUBLISHED_METHODS.md`` R3.1, ``setup_hyperparameter`` of the published
 RCS fine-tuning code; :func:`dataset_overrides`):
 
 ==================  ============================  =====================================

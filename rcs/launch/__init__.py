@@ -1,4 +1,4 @@
-"""Launching rcs jobs on SLURM through submitit (DESIGN.md §4.7).
+"""Launching rcs jobs on SLURM through submitit (PUBLISHED_METHODS.md D4.7).
 
 - settings from ``slurm.*`` config keys, profiles in ``slurm/profiles/`` and flags
   (:mod:`rcs.launch.settings`);

@@ -6,14 +6,14 @@ ACL (Jiang et al. 2020, ``train_simCLR.py``)::
 
 ``z_nat`` = clean views through the ``normal`` BN, ``z_adv`` = their PGD versions through ``pgd``.
 
-DynACL (Luo et al. 2023) as used with RCS (``DynACL_RCS.py``, rcs_reference.md §2.1)::
+DynACL (Luo et al. 2023) as used with RCS (``DynACL_RCS.py``, PUBLISHED_METHODS.md R2.1)::
 
     s(e) = 1 - floor((e - 1) / P) * step            (augmentation strength, epoch e is 1-based)
     w(s) = (2/3) * (1 - s)
     L    = ( (1 - w) NTX(z_nat) + (1 + w) NTX(z_adv) ) / 2
 
 The DynACL repository writes the same loss as ``[(2 - w_adv) NTX(nat) + w_adv NTX(adv)] / 2``
-with ``w_adv = 1 + (epoch // 50)(50/epochs)(2/3)`` (acl_family.md §2): identical with
+with ``w_adv = 1 + (epoch // 50)(50/epochs)(2/3)`` (PUBLISHED_METHODS.md A2): identical with
 ``w_adv = 1 + w``, except that its weight steps one epoch before its augmentation reload. We follow
 the RCS reference and AIR (``w = (2/3)(1 - s)`` from the same ``s`` that sets the augmentation),
 so weight and augmentation move together.

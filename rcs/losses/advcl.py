@@ -1,6 +1,6 @@
 """AdvCL (Fan et al., NeurIPS 2021) losses: multi-view SupCon and the pseudo-label CE term.
 
-Multi-view SupCon as in AdvCL's ``SupConLoss`` with ``labels=None`` (acl_family.md §4.5). The
+Multi-view SupCon as in AdvCL's ``SupConLoss`` with ``labels=None`` (PUBLISHED_METHODS.md A4.5). The
 ``V`` views of ``B`` images, each embedding L2-normalised, are stacked view-major into ``N = V B``
 rows ``z``; with ``s_ik = <z_i, z_k> / T`` and ``P(i)`` the other ``V - 1`` views of i's image::
 

@@ -8,7 +8,7 @@ row ``i ^ 1``. With cosine similarities ``s_ij = <z_i, z_j> / max(||z_i|| ||z_j|
 
 The self term ``k = i`` is removed by masking (-inf before the logsumexp), not by subtracting
 ``e^{1/t}`` as the ACL code does: both agree when ``cos(z_i, z_i) = 1`` exactly, but masking is
-also right for zero rows and in low precision (acl_family.md §0.3, §7.2).
+also right for zero rows and in low precision (PUBLISHED_METHODS.md A0.3, A7.2).
 """
 
 from __future__ import annotations

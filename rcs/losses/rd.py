@@ -1,6 +1,6 @@
-"""Representational distance (RD), the RCS validation loss (rcs_reference.md §1.4).
+"""Representational distance (RD), the RCS validation loss (PUBLISHED_METHODS.md R1.4).
 
-``rd_kl`` (default; the ImageNet-32 reference and DESIGN §4.3, mean over samples)::
+``rd_kl`` (default; the ImageNet-32 reference and PUBLISHED_METHODS.md D4.3, mean over samples)::
 
     RD(z_nat, z_adv) = (1/N) sum_n KL(softmax z_nat_n || softmax z_adv_n)
 

@@ -1,4 +1,5 @@
-"""RoCL (Kim et al., NeurIPS 2020) multi-view NT-Xent, ``loss.py`` of the RoCL code (§5.3, §5.5).
+"""RoCL (Kim et al., NeurIPS 2020) multi-view NT-Xent, ``loss.py`` of the RoCL code
+(PUBLISHED_METHODS.md A5.3, A5.5).
 
 Views are stacked ``[v_1; v_2; ...; v_V]`` (N rows each). With ``z^ = z / (||z|| + 1e-8)`` and
 the key side detached (gradients flow through the anchor rows only, as published)::

@@ -5,7 +5,7 @@ With ``p = softmax(logits_nat)`` and ``p~ = softmax(logits_adv)`` for a batch of
     trades_kl  = (1/B) sum_b KL(p_b || p~_b) = (1/B) sum_b sum_c p_bc (log p_bc - log p~_bc)
     trades_loss = CE(logits_nat, y) + beta * trades_kl                      (beta = 6)
 
-The clean target ``p`` is *not* detached (as in the ACL/AIR code, acl_family.md §1.3, §7.7).
+The clean target ``p`` is *not* detached (as in the ACL/AIR code, PUBLISHED_METHODS.md A1.3, A7.7).
 Computed in fp32 even under autocast.
 """
 

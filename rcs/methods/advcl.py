@@ -1,5 +1,5 @@
 """AdvCL (Fan et al., NeurIPS 2021): adversarial contrastive learning with a high-frequency view
-and pseudo-label supervision (acl_family.md §4).
+and pseudo-label supervision (PUBLISHED_METHODS.md A4).
 
 Per image, with three BN branches ``normal`` / ``pgd`` / ``pgd_ce`` (``model.bn_names``):
 

@@ -1,7 +1,7 @@
 """Pseudo-labels by FAISS k-means on encoder features, at several granularities (AdvCL).
 
 The published AdvCL code ships a fixed file of k-means cluster ids of ImageNet-pretrained
-features (``pseudo_train_{2,10,50,100,500}``, acl_family.md §4.1); here they are computed:
+features (``pseudo_train_{2,10,50,100,500}``, PUBLISHED_METHODS.md A4.1); here they are computed:
 
 1. features ``f(x)`` of every (un-augmented) training image, from the current model or from a
    given rcs checkpoint's encoder, on one BN branch, in eval mode without gradients;

@@ -1,5 +1,6 @@
 """RoCL (Kim et al., NeurIPS 2020): robust contrastive learning with an instance-wise attack
-(acl_family.md §5). Single BN (``model.bn_names: [normal]``), projector 512-2048-128 (``rocl``).
+(PUBLISHED_METHODS.md A5). Single BN (``model.bn_names: [normal]``), projector 512-2048-128
+(``rocl``).
 
 Per image, two augmentations ``t1``, ``t2``; the instance-wise attack starts from ``t1`` +
 U(-eps, eps) clamped into [0, 1] and maximises the 2-view RoCL NT-Xent of ``[x_adv; t2]`` in

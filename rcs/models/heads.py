@@ -6,7 +6,7 @@
   no bias) -> BN``.
 
 * ``AdvCLHead`` (AdvCL, "advcl"): ``fc1(d->h, bias) -> BN -> ReLU -> fc2(h->out, bias)``; its
-  BN is one plain BatchNorm1d shared by every BN branch, as published (acl_family.md §4.2);
+  BN is one plain BatchNorm1d shared by every BN branch, as published (PUBLISHED_METHODS.md A4.2);
   AdvCL L2-normalises the output inside its loss.
 * ``RoCLHead`` (RoCL, "rocl"): ``fc1(d->h, bias) -> ReLU -> fc2(h->out, bias)``, no BN
   (h = 2048, out = 128 published).

@@ -3,7 +3,7 @@
 * :func:`load_pretrained` reads an ``rcs train`` checkpoint: its resolved config and model
   weights. :func:`pretrained_model` rebuilds the multi-BN encoder from them with
   ``load_state_dict_strict`` (a missing or unexpected key is a ``CheckpointError``, never a
-  silent random init as in the AIR repo's AFF loader, ``acl_family.md`` §3.4), drops the
+  silent random init as in the AIR repo's AFF loader, ``PUBLISHED_METHODS.md`` A3.4), drops the
   projection head and adds a zero-initialised linear classifier (as the published code does).
 * :func:`save_classifier` writes a fine-tuned single-BN classifier atomically (weights and JSON
   metadata only, loadable with ``weights_only=True``); :func:`load_classifier` rebuilds it, and

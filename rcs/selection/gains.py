@@ -8,7 +8,8 @@ feature rows, chunk by chunk (a chunk's other samples are each sample's negative
 gradient pass), as one forward-mode product per sample (:func:`per_sample_gains`): no gradient
 is formed, stored or sketched, so the gains equal the unsketched ones to float rounding. Each
 search costs about two head forwards over every candidate's rows; the sketched store costs one
-inner product per candidate but keeps only part of exact greedy's benefit (DESIGN.md §4.3).
+inner product per candidate but keeps only part of exact greedy's benefit (PUBLISHED_METHODS.md
+D4.3).
 
 With ``granularity='batch'`` a unit is one chunk and its gain the mean of its samples' gains
 (the gain of the chunk's mean gradient).

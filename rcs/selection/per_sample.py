@@ -3,8 +3,8 @@
 :class:`HeadFn` holds an eval-mode deep copy of the head ``g`` (the projection head for ACL/AIR,
 the classifier for SAT). Its parameters ``φ`` are the weights and biases of the head's
 ``nn.Linear`` layers (``scope='head'``) or of its last k ones (``'last-k'``); BN affines and
-buffers stay fixed, as in the reference (rcs_reference.md §1.2). BN runs on running statistics
-("inference-BN" gradients; libraries.md §D.2). The user's head is never touched.
+buffers stay fixed, as in the reference (PUBLISHED_METHODS.md R1.2). BN runs on running statistics
+("inference-BN" gradients; PUBLISHED_METHODS.md L-D.2). The user's head is never touched.
 
 Features are cached per sample in rows of ``V`` views (:attr:`Objective.views`), e.g. ACL:
 ``[f_nat_a, f_nat_b, f_adv_a, f_adv_b]``. The per-sample loss of sample ``i`` of a candidate batch

@@ -1,4 +1,4 @@
-"""RCS: robustness-aware coreset selection (Xu et al., NeurIPS 2023), DESIGN.md §4.3.
+"""RCS: robustness-aware coreset selection (Xu et al., NeurIPS 2023), PUBLISHED_METHODS.md D4.3.
 
 Phases (each timed in ``meta["timings"]``):
 
@@ -71,7 +71,8 @@ def _dist() -> tuple[int, int]:
 
 @register_selector("rcs")
 class RCSSelector:
-    """RCS selector. Trainer: ``RCSSelector(cfg).select(ctx)``. Library (DESIGN.md §4.4)::
+    """RCS selector. Trainer: ``RCSSelector(cfg).select(ctx)``. Library (PUBLISHED_METHODS.md
+    D4.4)::
 
         sel = RCSSelector(encoder=lambda x, bn: model.features(x, bn), head=model.head,
                           bn={"clean": "normal", "adv": "pgd"}, fraction=0.2, rounds=20)

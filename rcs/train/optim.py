@@ -1,4 +1,4 @@
-"""Optimisers: LARS as in the ACL/AIR/DynACL code (acl_family.md §0.5) and an SGD builder.
+"""Optimisers: LARS as in the ACL/AIR/DynACL code (PUBLISHED_METHODS.md A0.5) and an SGD builder.
 
 LARS step for every parameter w with gradient g (all parameters, BN and biases included)::
 

@@ -16,7 +16,7 @@ They differ in what x counts (``train.lr_schedule``):
   epoch. This is what the published ACL/RCS code does: it rebuilds its per-step ``LambdaLR``
   (W = 10 x len(loader), T = epochs x len(loader)) every epoch from the current loader length
   and fast-forwards it by (e - 1) x len(loader) steps, calling ``scheduler.step()`` before
-  ``optimizer.step()`` (rcs_reference.md 2.1, acl_family.md 0.5).
+  ``optimizer.step()`` (PUBLISHED_METHODS.md R2.1, A0.5).
 * ``samples`` (:class:`CosineWarmup`): x is samples seen, W and T the samples of the first
   ``lr_warmup_epochs`` and of all ``epochs`` of this run's plan (:func:`planned_samples`:
   full-data epochs during the coreset warm-up, coreset-size epochs after). The step that brings
