@@ -16,13 +16,10 @@ import yaml
 from rcs.config import describe_config, load_config, to_dict
 from rcs.errors import ConfigError
 from rcs.utils.metrics import read_jsonl
+from tests.conftest import tiny
 
-TINY = [
-    "data.name=synthetic", "data.synthetic_size=64", "data.val_fraction=0.1",
-    "model.width=4", "model.blocks=[1]", "model.head_dim=16", "train.batch_size=16",
-    "train.epochs=1", "train.lr=0.5", "train.lr_warmup_epochs=1", "train.attack.steps=1",
-    "train.log_every=1", "train.channels_last=false", "selection.method=full", "device=cpu",
-]
+TINY = tiny("data.synthetic_size=64", "train.epochs=1", "train.lr=0.5",
+            "train.lr_warmup_epochs=1", "selection.method=full")
 
 
 @dataclass
