@@ -1,11 +1,12 @@
 """What the baseline selectors share beyond the settings (:mod:`rcs.selection.settings`) and
-the gradient pass (:mod:`rcs.selection.gradient_pass`): the candidate set, seeded generators,
+the gradient pass (:mod:`rcs.selection.gradient_pass`): the candidate set,
 encoder features of un-augmented images, phase timers and metadata traces.
 
 Every baseline selects from ``candidates \\ val`` (never a validation index), returns exactly
 ``min(ctx.budget, |candidates \\ val|)`` indices, and never modifies ``ctx.model`` (all model work
 runs inside :func:`rcs.selection.api.frozen`, which restores train/eval flags, ``requires_grad``
-and BN routing). Randomness comes from generators seeded by ``(ctx.seed, selection.seed,
+and BN routing). Randomness comes from generators seeded by
+:func:`rcs.selection.gradient_pass.selection_stream` ``(ctx.seed, selection.seed,
 ctx.epoch)``, so the same inputs give the same coreset.
 """
 
@@ -26,7 +27,6 @@ from rcs.selection.api import frozen
 from rcs.selection.base import SelectionContext
 from rcs.selection.settings import SelectorSettings
 from rcs.utils.device import autocast, unwrap
-from rcs.utils.seed import generator
 
 log = logging.getLogger("rcs.baselines")
 
@@ -37,12 +37,6 @@ def candidates(ctx: SelectionContext) -> tuple[np.ndarray, int]:
     if len(cand) == 0:
         raise CoresetError("no candidates left to select from (all are validation images)")
     return cand, k
-
-
-def rng_for(ctx: SelectionContext, s: SelectorSettings, salt: int) -> np.random.Generator:
-    """A numpy generator of the stream ``salt`` of this selection (run seed, selection seed,
-    epoch)."""
-    return generator(ctx.seed, s.selection.seed, ctx.epoch, salt)
 
 
 class Timer:

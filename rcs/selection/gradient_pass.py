@@ -59,8 +59,14 @@ def fallback_augment(ctx: SelectionContext, augment: Any = None) -> Callable:
     return Augment(ctx.cfg.augment if ctx.cfg is not None else None)
 
 
+def selection_stream(ctx: SelectionContext, s: SelectorSettings) -> tuple[int, int, int]:
+    """The seed parts every random stream of one selection starts with: (run seed,
+    ``selection.seed``, epoch); each stream appends its own salt (and chunk, repeat)."""
+    return int(ctx.seed), int(s.selection.seed), int(ctx.epoch)
+
+
 def _stream(ctx: SelectionContext, s: SelectorSettings, repeat: int) -> tuple[int, ...]:
-    return (int(ctx.seed), int(s.selection.seed), int(ctx.epoch)) + ((repeat,) if repeat else ())
+    return selection_stream(ctx, s) + ((repeat,) if repeat else ())
 
 
 def candidate_order(ctx: SelectionContext, s: SelectorSettings, pool: float = 1.0,
@@ -69,7 +75,7 @@ def candidate_order(ctx: SelectionContext, s: SelectorSettings, pool: float = 1.
     ``max(budget, ceil(pool * n))`` of a permutation fixed by (seed, selection seed, epoch[,
     repeat])."""
     cand, n_sel = ctx.selectable()
-    rng = generator(*_stream(ctx, s, 0), ORDER_SALT, *((repeat,) if repeat else ()))
+    rng = generator(*selection_stream(ctx, s), ORDER_SALT, *((repeat,) if repeat else ()))
     order = cand[rng.permutation(len(cand))]
     return order[:max(n_sel, math.ceil(pool * len(order)))]
 

@@ -25,9 +25,11 @@ import torch
 from torch import Tensor
 
 from rcs.selection.base import Coreset, SelectionContext, register_selector
-from rcs.selection.baseline_common import Timer, candidates, encoder_features, rng_for, trace
+from rcs.selection.baseline_common import Timer, candidates, encoder_features, trace
+from rcs.selection.gradient_pass import selection_stream
 from rcs.selection.settings import SelectorSettings
 from rcs.utils.optional import require
+from rcs.utils.seed import generator
 
 
 def kcenter_greedy(x: Tensor, k: int, first: int = 0, block: int = 1 << 16
@@ -102,7 +104,7 @@ class KCenterSelector:
             x = encoder_features(ctx, cand, s)
             if self.normalize:
                 x = x / x.norm(dim=1, keepdim=True).clamp(min=1e-12)
-        first = int(rng_for(ctx, s, 0xC3).integers(len(cand)))
+        first = int(generator(*selection_stream(ctx, s), 0xC3).integers(len(cand)))
         with timer("greedy"):
             order, radii = kcenter_greedy(x, k, first)
         with timer("assign"):
