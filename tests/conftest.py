@@ -63,16 +63,17 @@ def sets(items: list[str]) -> list[str]:
 METHOD_TINY = tiny("data.synthetic_size=64", "data.val_fraction=0.125", "model.head_hidden=16",
                    "train.lr=0.1", "train.lr_warmup_epochs=1", "selection.method=random",
                    "selection.warmup_epochs=1", "selection.every=1", "selection.fraction=0.5")
-_SINGLE = ["model.bn_names=[normal]"]
-_SINGLE_ROCL = ["model.bn_names=[normal]", "model.head=rocl"]
+SINGLE_BN = ["model.bn_names=[normal]"]
+"""One plain BN branch (the single-BN methods)."""
+_SINGLE_ROCL = [*SINGLE_BN, "model.head=rocl"]
 #: Each method's own settings on top of METHOD_TINY.
 METHOD_SETS: dict[str, list[str]] = {
     "advcl": ["train.method=advcl", "model.bn_names=[normal,pgd,pgd_ce]", "model.head=advcl",
               "train.advcl.clusters=[2,5,100]", "train.advcl.pseudo_every=1",
               "train.advcl.kmeans_iters=5"],
-    "rocl": ["train.method=rocl", "model.head=rocl", *_SINGLE],
-    "byorl": ["train.method=byorl", "model.head=byol", *_SINGLE],
-    "tikhonov": ["train.method=tikhonov", "train.tikhonov.lam=1.0", *_SINGLE],
+    "rocl": ["train.method=rocl", "model.head=rocl", *SINGLE_BN],
+    "byorl": ["train.method=byorl", "model.head=byol", *SINGLE_BN],
+    "tikhonov": ["train.method=tikhonov", "train.tikhonov.lam=1.0", *SINGLE_BN],
     # the survey family
     "clae": ["train.method=clae", "train.attack.eps=0.03", "train.attack.alpha=0.03",
              "train.attack.random_start=false", "train.clae.alpha=0.7"],

@@ -11,6 +11,7 @@ import json
 import pytest
 
 from rcs.cli.main import main
+from tests.conftest import FAMILY_METHODS
 from tests.test_methods_e2e import COMMON, sets
 
 # smaller than test_methods_e2e's runs (64 images, 56 candidates, an 11-image coreset)
@@ -18,7 +19,6 @@ LEAN = [kv for kv in COMMON if not kv.startswith(("data.synthetic_size", "data.v
 LEAN += ["data.synthetic_size=64", "data.val_fraction=0.125"]
 N_CAND = 64 - 8
 
-FAMILY = ["clae", "ifm", "hcl", "mochi", "aacl", "arocl", "adco", "caco", "rush"]
 EXTRA = {"mochi": ["train.mochi.hard=8", "train.mochi.mix=8", "train.mochi.query_mix=4"],
          "adco": ["train.memory.size=32"], "caco": ["train.memory.size=32"]}
 SINGLE_BN = {"ifm", "hcl", "mochi", "arocl", "adco", "caco", "rush"}
@@ -44,7 +44,7 @@ def pretrain_finetune(tmp_path, method: str, config: str, extra: list[str]) -> t
     return run, summary, res
 
 
-@pytest.mark.parametrize("method", FAMILY)
+@pytest.mark.parametrize("method", FAMILY_METHODS)
 def test_family_method_rcs_slf_pgd20(tmp_path, method):
     config = f"configs/tiny/cifar10_{method}_rcs.yaml"
     run, summary, res = pretrain_finetune(tmp_path, method, config, EXTRA.get(method, []))

@@ -9,13 +9,12 @@ import torch
 
 from rcs.config import load_config
 from rcs.errors import ConfigError
-from tests.conftest import METHOD_SETS
+from tests.conftest import METHOD_SETS, SINGLE_BN
 from tests.conftest import METHOD_TINY as TINY
 from tests.conftest import method_cfg as cfg_for
 
 pytestmark = pytest.mark.filterwarnings("ignore:AdvCL pseudo-labels:UserWarning")
 
-SINGLE = ["model.bn_names=[normal]"]
 
 
 def test_catalog_registry_cli_and_readme_agree():
@@ -50,7 +49,7 @@ def test_advcl_needs_three_branches_and_tikhonov_needs_lambda():
     with pytest.raises(ConfigError, match="pgd_ce"):
         build_method("advcl", load_config(None, TINY + ["train.method=advcl"]))
     with pytest.raises(ConfigError, match="tikhonov.lam"):
-        build_method("tikhonov", load_config(None, TINY + SINGLE))
+        build_method("tikhonov", load_config(None, TINY + SINGLE_BN))
     with pytest.raises(ConfigError, match="advcl.attack_mode"):
         load_config(None, TINY + ["train.advcl.attack_mode=sometimes"])
 
