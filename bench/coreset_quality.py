@@ -37,8 +37,6 @@ import argparse
 import copy
 import json
 import math
-import os
-import platform
 import shutil
 import sys
 import time
@@ -51,6 +49,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from rcs.utils.machine import describe  # noqa: E402
+from rcs.utils.machine import machine as machine_info  # noqa: E402
 from rcs.utils.tables import markdown_table  # noqa: E402
 
 DEFAULT_CONFIG = ROOT / "configs" / "tiny" / "cifar10_subset_compare.yaml"
@@ -321,10 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     test_cfg.limit = 0
     test = build_dataset(test_cfg, split="test")
     test_x = to_float(test.get_batch(np.arange(min(args.heldout, len(test))))[0])
-    machine = {"platform": platform.platform(), "processor": platform.processor(),
-               "cpus": os.cpu_count(), "torch": torch.__version__,
-               "threads": torch.get_num_threads(),
-               "load": os.getloadavg() if hasattr(os, "getloadavg") else None}
+    machine = machine_info()
     print(f"[quality] {machine}", flush=True)
 
     rows: list[dict[str, Any]] = []
@@ -358,9 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     text, stats = table(rows, names, args.fractions, reference)
     header = (f"# Coreset quality: {', '.join(names)} (baseline {names[-1]})\n\n"
               f"Command: `python bench/coreset_quality.py {' '.join(argv or sys.argv[1:])}`  \n"
-              f"Machine: {machine['platform']}, {machine['cpus']} CPUs, torch "
-              f"{machine['torch']}, {machine['threads']} threads; date "
-              f"{time.strftime('%Y-%m-%d')}; {time.perf_counter() - t_start:.0f} s in all.\n\n")
+              f"Machine: {describe(machine)}; date {time.strftime('%Y-%m-%d')}; "
+              f"{time.perf_counter() - t_start:.0f} s in all.\n\n")
     (out / "results.md").write_text(header + text + "\n")
     (out / "results.json").write_text(json.dumps(
         {"args": vars(args), "machine": machine, "rows": rows, "reference": reference,

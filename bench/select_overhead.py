@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -36,6 +35,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DEFAULT_NPZ = ROOT.parent / "shared" / "data" / "cifar10-subset" / "cifar10_subset.npz"
+
+from rcs.utils.machine import describe, machine  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
@@ -98,11 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         for spec in args.also:
             kv = dict(item.split("=", 1) for item in spec.split(","))
             variants[spec] = RCSSelector(cfg, **{k: yaml.safe_load(v) for k, v in kv.items()})
-        load = os.getloadavg()
-        print(f"machine: {platform.platform()}, {platform.processor() or '?'}, "
-              f"{os.cpu_count()} CPUs, torch {torch.__version__}, device {trainer.device}, "
-              f"{torch.get_num_threads()} threads, load {load[0]:.2f} {load[1]:.2f} "
-              f"{load[2]:.2f}", flush=True)
+        print(f"machine: {describe(machine())}, device {trainer.device}", flush=True)
         s = cfg.selection
         print(f"model resnet18 width {args.width} blocks {args.blocks}; "
               f"{len(trainer.candidates)} candidates, |U| = {len(trainer.val)}, batch "

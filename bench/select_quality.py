@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -39,6 +38,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from rcs.utils.machine import describe, machine  # noqa: E402
 from rcs.utils.tables import markdown_table  # noqa: E402
 
 CONFIG = ROOT / "configs" / "tiny" / "cifar10_subset_compare.yaml"
@@ -205,8 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         head = (f"# Selection quality (true one-step RD benefit)\n\nCommand: `python "
                 f"bench/select_quality.py {' '.join(argv or sys.argv[1:])}`  \nMachine: "
-                f"{platform.platform()}, torch {torch.__version__}, "
-                f"{torch.get_num_threads()} threads; {time.strftime('%Y-%m-%d')}. "
+                f"{describe(machine())}; {time.strftime('%Y-%m-%d')}. "
                 f"Pool {len(cand)}, |U| = {len(val)}, k = {args.fraction}, eta = {args.eta}, seeds "
                 f"{args.seeds}; random = mean of {args.random_draws} draws per seed.\n\n")
         (out / "select_quality.md").write_text(head + table + "\n")

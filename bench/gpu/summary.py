@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import platform
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -38,16 +37,19 @@ def _load(path: Path) -> dict[str, Any]:
 
 
 def environment() -> dict[str, Any]:
+    """The machine (:func:`rcs.utils.machine.machine`) plus the device name, CUDA and cuDNN
+    versions and the date."""
     import torch
 
+    from rcs.utils.machine import machine
+
+    env = machine()
     cuda = torch.cuda.is_available()
-    cpu = f"CPU ({platform.processor() or platform.machine()})"
-    return {"device": torch.cuda.get_device_name(0) if cuda else cpu,
-            "cuda_available": cuda, "torch": torch.__version__, "cuda": torch.version.cuda,
-            "cudnn": torch.backends.cudnn.version() if cuda else None,
-            "python": platform.python_version(), "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    env.update(device=env.get("gpu") or f"CPU ({env['cpu'] or platform.machine()})",
+               cuda_available=cuda, cuda=torch.version.cuda,
+               cudnn=torch.backends.cudnn.version() if cuda else None,
+               date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    return env
 
 
 def read_tests(path: Path) -> list[dict[str, str]]:

@@ -3,14 +3,11 @@
 * :func:`summarize`: mean and sample standard deviation over seeds per (selector, fraction);
 * :func:`markdown`: the per-run table and the mean ± std table;
 * :func:`plot`: robust (and clean) accuracy against pretraining time, matplotlib Agg;
-* :func:`machine`: what the runs ran on, for the record.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import platform
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -132,26 +129,5 @@ def plot(rows: list[dict[str, Any]], summary: list[dict[str, Any]], path: Path,
         drawn, path, "pretraining time: training + selection (s)",
         "equal-budget selector comparison (faint points: runs; markers with bars: mean ± std "
         "over seeds)")
-
-
-def machine() -> dict[str, Any]:
-    """The machine the runs ran on (for the record)."""
-    import torch
-
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info: dict[str, Any] = {"cpu": cpu, "cpu_count": os.cpu_count(),
-                            "torch_threads": torch.get_num_threads(),
-                            "platform": platform.platform(), "python": platform.python_version(),
-                            "torch": torch.__version__}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
 
 

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from rcs.compare.results import machine, markdown, plot, summarize
+from rcs.compare.results import markdown, plot, summarize
 from rcs.compare.runs import (
     REFERENCES,
     Job,
@@ -51,6 +51,7 @@ from rcs.compare.runs import (
 from rcs.compare.spec import CompareSpec
 from rcs.errors import NotAvailableError
 from rcs.utils.atomic import atomic_write_text
+from rcs.utils.machine import machine
 
 
 def plan(selectors: Sequence[str], fractions: Sequence[float], seeds: Sequence[int]) -> list[Job]:
