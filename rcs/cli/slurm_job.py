@@ -77,7 +77,7 @@ class RcsJob(submitit.helpers.Checkpointable):
         rank, world = int(env.global_rank), int(env.num_tasks)
         requeued = self.restarts > 0 or int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
         log(f"job {env.job_id} task {rank}/{world} on {socket.gethostname()} (restart "
-             f"{os.environ.get('SLURM_RESTART_COUNT', self.restarts)}): rcs {' '.join(self.argv)}")
+            f"{os.environ.get('SLURM_RESTART_COUNT', self.restarts)}): rcs {' '.join(self.argv)}")
         if dist_vars:
             log("distributed: " + " ".join(f"{k}={v}" for k, v in dist_vars.items()))
         from rcs.cli.parser import build_parser
@@ -139,6 +139,6 @@ class RcsJob(submitit.helpers.Checkpointable):
             while time.monotonic() < deadline:
                 time.sleep(0.5)
         log(f"rank {rank}: stopped by signal(s) {sorted(int(s) for s in got)} after writing "
-             "the checkpoint; exiting without a result")
+            "the checkpoint; exiting without a result")
         sys.stdout.flush()
         raise SystemExit(128 + int(flag.signum or signal.SIGTERM))

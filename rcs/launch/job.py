@@ -57,7 +57,7 @@ class CallJob(submitit.helpers.Checkpointable):
     def __call__(self) -> Any:
         env = submitit.JobEnvironment()
         log(f"job {env.job_id} on {socket.gethostname()}: "
-             f"{getattr(self.fn, '__qualname__', self.fn)}")
+            f"{getattr(self.fn, '__qualname__', self.fn)}")
         return self.fn(*self.args)
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
