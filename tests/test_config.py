@@ -44,6 +44,7 @@ def test_override_parsing():
     ("tran.epochs=5", r"unknown config key 'tran'.*Did you mean 'train'"),
     ("selection.fraction=1.5", r"fraction=1.5 must be in \(0, 1\]"),
     ("selection.fraction=0", r"fraction=0.0 must be in \(0, 1\]"),
+    ("selection.train_attack_steps=-1", r"selection.train_attack_steps must be >= 0"),
     ("train.epochs=abc", r"train.epochs='abc' must be an integer"),
     ("train.epochs=2.5", r"must be an integer"),
     ("train.lr=fast", r"train.lr='fast' must be a number"),

@@ -36,13 +36,13 @@ class DataConfig:
 
     def validate(self) -> None:
         check(0.0 <= self.val_fraction < 1.0,
-               f"data.val_fraction={self.val_fraction} must be in [0, 1)")
+              f"data.val_fraction={self.val_fraction} must be in [0, 1)")
         check(self.limit >= 0, "data.limit must be >= 0 (0 means all images)")
         check(self.synthetic_size > 0, "data.synthetic_size must be > 0")
         check(self.image_size > 0, "data.image_size must be > 0")
         if self.name not in ("synthetic",):
             check(bool(self.root), f"data.root is empty: set it to the folder holding "
-                   f"{self.name} (e.g. --set data.root=/path/to/{self.name})")
+                  f"{self.name} (e.g. --set data.root=/path/to/{self.name})")
 
 
 @dataclass
@@ -76,7 +76,7 @@ class AugmentConfig:
     def validate(self) -> None:
         lo, hi = self.crop_scale
         check(0.0 < lo <= hi <= 1.0, f"augment.crop_scale={self.crop_scale} must satisfy "
-               "0 < min <= max <= 1")
+              "0 < min <= max <= 1")
         for n in ("flip_prob", "jitter_prob", "grayscale_prob", "strength"):
             v = getattr(self, n)
             check(0.0 <= v <= 1.0, f"augment.{n}={v} must be in [0, 1]")

@@ -63,17 +63,17 @@ class EvalConfig:
                 ("clean", "pgd20", "autoattack", "corruptions", "smoothing"))
         check(self.smoothing_sigma > 0, "eval.smoothing_sigma must be > 0")
         check(self.smoothing_n0 >= 1 and self.smoothing_n >= 1 and self.smoothing_batch >= 1,
-               "eval.smoothing_n0, eval.smoothing_n and eval.smoothing_batch must be >= 1")
+              "eval.smoothing_n0, eval.smoothing_n and eval.smoothing_batch must be >= 1")
         check(0.0 < self.smoothing_alpha < 1.0, "eval.smoothing_alpha must be in (0, 1)")
         check(all(r >= 0 for r in self.smoothing_radii) and len(self.smoothing_radii) > 0,
-               "eval.smoothing_radii must be a non-empty list of radii >= 0")
+              "eval.smoothing_radii must be a non-empty list of radii >= 0")
         check(self.smoothing_n_ex >= 0, "eval.smoothing_n_ex must be >= 0 (0 = all)")
         for c in self.corruptions:
             check_in("eval.corruptions entry", c, CORRUPTIONS)
         check(all(1 <= s <= 5 for s in self.severities) and len(self.severities) > 0,
-               "eval.severities must be a non-empty list of values in 1..5")
+              "eval.severities must be a non-empty list of values in 1..5")
         check_in("eval.autoattack_version", self.autoattack_version, ("standard", "plus", "rand"))
         check(self.limit >= 0 and self.autoattack_n_ex >= 0 and self.corruptions_n_ex >= 0,
-               "eval.limit, eval.autoattack_n_ex and eval.corruptions_n_ex must be >= 0")
+              "eval.limit, eval.autoattack_n_ex and eval.corruptions_n_ex must be >= 0")
         check(self.batch_size > 0, "eval.batch_size must be > 0")
         self.pgd.validate("eval.pgd")

@@ -34,9 +34,9 @@ class FinetuneModeConfig:
         check(self.lr is None or self.lr > 0, f"{where}.lr must be > 0")
         check(self.batch_size is None or self.batch_size > 0, f"{where}.batch_size must be > 0")
         check(self.milestones is None or all(m > 0 for m in self.milestones),
-               f"{where}.milestones must be positive epochs")
+              f"{where}.milestones must be positive epochs")
         check(self.weight_decay >= 0 and self.momentum >= 0,
-               f"{where}.weight_decay and {where}.momentum must be >= 0")
+              f"{where}.weight_decay and {where}.momentum must be >= 0")
 
 
 @dataclass
@@ -77,7 +77,7 @@ class FinetuneConfig:
         check_in("finetune.protocol", self.protocol,
             ("auto", "acl", "air", "dynacl", "dynacl_air", "advcl", "none"))
         check(0.0 < self.label_fraction <= 1.0,
-               f"finetune.label_fraction={self.label_fraction} must be in (0, 1] (e.g. 0.01 = 1%)")
+              f"finetune.label_fraction={self.label_fraction} must be in (0, 1] (e.g. 0.01 = 1%)")
         for m in ("slf", "alf", "aff"):
             getattr(self, m).validate(f"finetune.{m}")
         check(self.trades_beta >= 0, "finetune.trades_beta must be >= 0")

@@ -54,7 +54,7 @@ class ModelConfig:
         check(all(b > 0 for b in self.blocks), "model.blocks entries must be > 0")
         check((self.depth - 4) % 6 == 0, f"model.depth={self.depth} must be 6n+4 for a WRN")
         check(len(self.bn_names) >= 1 and len(set(self.bn_names)) == len(self.bn_names),
-               "model.bn_names must be a non-empty list of distinct names")
+              "model.bn_names must be a non-empty list of distinct names")
 
 
 @dataclass
@@ -75,7 +75,7 @@ class AttackConfig:
             v = getattr(self, name)
             check(v >= 0, f"{where}.{name} must be >= 0")
             check(v <= 1, f"{where}.{name}={v:g} is larger than 1, but pixels are in [0, 1]: did "
-                   f"you mean {v:g}/255? Write it as a fraction: --set {where}.{name}={v:g}/255")
+                  f"you mean {v:g}/255? Write it as a fraction: --set {where}.{name}={v:g}/255")
         check(self.steps >= 0, f"{where}.steps must be >= 0")
         if self.eps > 32 / 255:
             warn(f"{where}.eps={self.eps:.4g} is {self.eps * 255:.4g}/255, far above the usual "

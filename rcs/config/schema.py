@@ -59,14 +59,14 @@ class RunConfig:
     def validate(self) -> RunConfig:
         check(bool(self.out_dir), "out_dir must not be empty")
         check(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device) is not None,
-               f"device={self.device!r} is not one of auto, cpu, cuda, cuda:N, mps "
-               "(e.g. --set device=cuda:0)")
+              f"device={self.device!r} is not one of auto, cpu, cuda, cuda:N, mps "
+              "(e.g. --set device=cuda:0)")
         for section in ("data", "augment", "model", "train", "selection", "finetune", "eval",
                         "slurm", "log"):
             getattr(self, section).validate()
         self.selection.candidate_batch = resolve_candidate_batch(  # the saved config shows it
             self.selection.candidate_batch, self.train.batch_size)
         check(self.selection.method != "rcs" or self.data.val_fraction > 0,
-               "selection.method=rcs needs a validation split U: set data.val_fraction > 0 "
-               "(e.g. 0.01, as published)")
+              "selection.method=rcs needs a validation split U: set data.val_fraction > 0 "
+              "(e.g. 0.01, as published)")
         return self

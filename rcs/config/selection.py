@@ -89,7 +89,7 @@ class SelectionConfig:
 
     def validate(self) -> None:
         check(0.0 < self.fraction <= 1.0,
-               f"selection.fraction={self.fraction} must be in (0, 1] (e.g. 0.2 keeps 20%)")
+              f"selection.fraction={self.fraction} must be in (0, 1] (e.g. 0.2 keeps 20%)")
         check(self.warmup_epochs >= 0, "selection.warmup_epochs must be >= 0")
         check(self.every >= 0, "selection.every must be >= 0 (0 = select once, never again)")
         check(self.rounds > 0, "selection.rounds must be > 0")
@@ -99,17 +99,18 @@ class SelectionConfig:
         check_in("selection.rd_distance", self.rd_distance, ("kl", "minmax_kl"))
         check(not (self.class_balanced and self.granularity == "batch"
                     and self.method == "rcs"),
-               "selection.class_balanced needs selection.granularity=sample for RCS (whole "
-               "minibatches cannot meet per-class quotas)")
+              "selection.class_balanced needs selection.granularity=sample for RCS (whole "
+              "minibatches cannot meet per-class quotas)")
         check_in("selection.val_attack_start", self.val_attack_start, ("uniform", "trades"))
         check_in("selection.store", self.store, ("memory", "disk"))
         check_in("selection.index", self.index, ("flat", "ivfpq"))
         check(self.scope == "head" or (self.scope.startswith("last-")
                                         and self.scope[5:].isdigit()),
-               f"selection.scope={self.scope!r} must be 'head' or 'last-<k>'")
+              f"selection.scope={self.scope!r} must be 'head' or 'last-<k>'")
         check(self.sketch_dim > 0, "selection.sketch_dim must be > 0")
+        check(self.train_attack_steps >= 0, "selection.train_attack_steps must be >= 0")
         check(self.candidate_batch == 0 or self.candidate_batch > 1,
-               "selection.candidate_batch must be > 1 (or 0 for train.batch_size)")
+              "selection.candidate_batch must be > 1 (or 0 for train.batch_size)")
         check(self.val_reattack_every >= 0,
-               "selection.val_reattack_every must be >= 0 (0 = never re-attack U)")
+              "selection.val_reattack_every must be >= 0 (0 = never re-attack U)")
         check_in("selection.gradients", self.gradients, ("exact", "sketch"))

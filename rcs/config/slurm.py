@@ -63,25 +63,25 @@ class SlurmConfig:
     def validate(self) -> None:
         check(self.nodes > 0, f"slurm.nodes={self.nodes} must be > 0")
         check(self.tasks_per_node >= 0, f"slurm.tasks_per_node={self.tasks_per_node} must be "
-               ">= 0 (0 = one task per GPU, or 1 without GPUs)")
+              ">= 0 (0 = one task per GPU, or 1 without GPUs)")
         check(self.gpus_per_node >= 0, f"slurm.gpus_per_node={self.gpus_per_node} must be >= 0")
         check(not (self.gpus_per_node > 0 and self.tasks_per_node not in
                     (0, self.gpus_per_node)),
-               f"slurm.tasks_per_node={self.tasks_per_node} with slurm.gpus_per_node="
-               f"{self.gpus_per_node}: rcs runs one task per GPU; set slurm.tasks_per_node=0 "
-               "(automatic) or equal to slurm.gpus_per_node")
+              f"slurm.tasks_per_node={self.tasks_per_node} with slurm.gpus_per_node="
+              f"{self.gpus_per_node}: rcs runs one task per GPU; set slurm.tasks_per_node=0 "
+              "(automatic) or equal to slurm.gpus_per_node")
         check(self.cpus_per_task > 0, f"slurm.cpus_per_task={self.cpus_per_task} must be > 0")
         check(self.mem_gb > 0, f"slurm.mem_gb={self.mem_gb} must be > 0")
         check(self.time_min > 0, f"slurm.time_min={self.time_min} must be > 0")
         check(self.array_parallelism > 0, "slurm.array_parallelism must be > 0")
         check(self.max_timeouts >= 0, "slurm.max_timeouts must be >= 0")
         check(0 <= self.signal_delay_s < self.time_min * 60,
-               f"slurm.signal_delay_s={self.signal_delay_s} must be >= 0 and shorter than the "
-               f"time limit ({self.time_min * 60} s)")
+              f"slurm.signal_delay_s={self.signal_delay_s} must be >= 0 and shorter than the "
+              f"time limit ({self.time_min * 60} s)")
         check_in("slurm.executor", self.executor, ("slurm", "local"))
         for line in self.extra_sbatch:
             opt = line.strip()
             opt = opt[len("#SBATCH"):].strip() if opt.startswith("#SBATCH") else opt
             check(opt.startswith("--") and len(opt) > 2 and " " not in opt.split("=")[0],
-                   f"slurm.extra_sbatch entry {line!r} must be a long sbatch option such as "
-                   "'--exclusive' or '--mail-type=END'")
+                  f"slurm.extra_sbatch entry {line!r} must be a long sbatch option such as "
+                  "'--exclusive' or '--mail-type=END'")

@@ -109,7 +109,7 @@ class TrainConfig:
         check(self.lr_warmup_epochs >= 0, "train.lr_warmup_epochs must be >= 0")
         check_in("train.lr_schedule", self.lr_schedule, ("epoch", "samples"))
         check(0 <= self.min_lr <= self.lr, f"train.min_lr={self.min_lr} must be in [0, "
-               f"train.lr={self.lr}]")
+              f"train.lr={self.lr}]")
         self.attack.validate("train.attack")
         for section in self.sections.values():
             if hasattr(section, "validate"):

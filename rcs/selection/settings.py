@@ -110,8 +110,6 @@ class SelectorSettings:
         sc.candidate_batch = resolve_candidate_batch(
             sc.candidate_batch, tr.batch_size if cfg is not None else None)
         sc.validate()
-        if sc.train_attack_steps < 0:
-            raise ConfigError("selection.train_attack_steps must be >= 0")
         air = tuple(given.get(k, getattr(tr.air, k[len("air_"):])) for k in AIR_KEYS)
         s = cls(selection=sc, method=tr.method, temperature=tr.temperature, eps=tr.attack.eps,
                 amp=tr.amp, air=air, branch=ft.branch)  # type: ignore[arg-type]
